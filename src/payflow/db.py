@@ -1,0 +1,114 @@
+"""Engines for PostgreSQL (asyncpg) and SQLite (aiosqlite, WAL, `BEGIN IMMEDIATE`).
+
+Entrypoints own transactions: `transaction(engine)` opens one, and `run_in_transaction`
+also retries the work when the database reports a conflict that a retry resolves
+(deadlock, serialization failure, a concurrent insert of the same idempotency key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from payflow.config import Settings, get_settings, normalize_database_url
+
+T = TypeVar("T")
+
+# SQLSTATEs a retry resolves: serialization_failure, deadlock_detected, unique_violation
+# (two transactions inserted the same client-chosen id; the retry reports "exists").
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Conflict(Exception):
+    """Raised inside a transaction when it must be rolled back and run again."""
+
+
+def is_postgresql(conn: AsyncConnection | AsyncEngine) -> bool:
+    """True when the connection or engine talks to PostgreSQL."""
+    return conn.dialect.name == "postgresql"
+
+
+def create_engine(url: str | None = None, *, settings: Settings | None = None) -> AsyncEngine:
+    """An async engine for `url` (default: the configured database)."""
+    settings = settings or get_settings()
+    url = normalize_database_url(url or settings.database_url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=False,
+        connect_args={"server_settings": {"application_name": "payflow"}},
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # The Python sqlite3 module's own transaction handling is switched off so that every
+    # transaction begins with BEGIN IMMEDIATE: a writer takes the write lock up front and
+    # never fails half-way with SQLITE_BUSY on lock upgrade.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One database transaction: committed when the block ends, rolled back on error."""
+    async with engine.begin() as conn:
+        yield conn
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for errors that mean "run the whole transaction again"."""
+    if isinstance(error, Conflict):
+        return True
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return sqlstate in _RETRYABLE_SQLSTATES
+    return False
+
+
+async def run_in_transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    retries_max: int | None = None,
+) -> T:
+    """Run `work(conn)` in a transaction; retry it on conflicts, with jittered backoff."""
+    if retries_max is None:
+        retries_max = get_settings().ledger_retries_max
+    attempt = 0
+    while True:
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except Exception as error:
+            if not is_retryable(error) or attempt >= retries_max:
+                raise
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
