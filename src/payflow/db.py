@@ -76,6 +76,24 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside `conn`'s transaction.
+
+    The ledger's batch statements go to the driver directly: SQLAlchemy's result layer
+    costs more per row than the rest of the batch. SQLAlchemy begins its asyncpg
+    transaction lazily on the first statement, so it is begun here if it has not been
+    yet; everything then commits or rolls back with `conn`. (This uses the adapter's
+    `_transaction`/`_start_transaction`; tests/test_db.py pins that behaviour.)
+    """
+    assert is_postgresql(conn), "driver_connection is for PostgreSQL"
+    raw = await conn.get_raw_connection()
+    adapter = raw.dbapi_connection
+    assert adapter is not None
+    if adapter._transaction is None:  # type: ignore[attr-defined]
+        await adapter._start_transaction()  # type: ignore[attr-defined]
+    return raw.driver_connection
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One database transaction: committed when the block ends, rolled back on error."""

@@ -3,7 +3,8 @@
 1. Per currency, total debits equal total credits (posted and pending).
 2. Every account's four counters equal the sums of its transfers.
 3. No pending transfer is resolved twice, and every resolution matches its pending.
-4. No counter is negative and no account breaks its balance limit.
+4. Every transfer names existing accounts of its own currency.
+5. No counter is negative and no account breaks its balance limit.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ LIMIT :limit
 _DOUBLE_RESOLUTIONS = """
 SELECT pending_id, count(*) FROM ledger_transfers WHERE pending_id IS NOT NULL
 GROUP BY pending_id HAVING count(*) > 1 LIMIT :limit
+"""
+_ORPHANS = """
+SELECT t.id FROM ledger_transfers t
+WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.debit_account_id)
+   OR NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.id = t.credit_account_id)
+   OR EXISTS (SELECT 1 FROM ledger_accounts a
+              WHERE a.id IN (t.debit_account_id, t.credit_account_id) AND a.currency <> t.currency)
+LIMIT :limit
 """
 _LIMIT_BREACHES = """
 SELECT id, flags, debits_pending, debits_posted, credits_pending, credits_posted
@@ -126,6 +135,10 @@ async def audit(conn: AsyncConnection, *, violations_max: int = 100) -> AuditRep
         report.violations.append(f"pending transfer {_id(row[0])} resolved {row[1]} times")
     for row in await conn.execute(text(_BAD_RESOLUTIONS), params):
         report.violations.append(f"transfer {_id(row[0])}: {row[2]} ({_id(row[1])})")
+    for row in await conn.execute(text(_ORPHANS), params):
+        report.violations.append(
+            f"transfer {_id(row[0])}: an account it names is missing or of another currency"
+        )
     for row in await conn.execute(text(_LIMIT_BREACHES), params):
         report.violations.append(f"account {_id(row[0])}: negative counter or limit broken")
     count = await conn.execute(text("SELECT count(*) FROM ledger_transfers"))

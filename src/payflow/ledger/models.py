@@ -46,14 +46,19 @@ accounts = Table(
         "(flags & 2) = 0 OR credits_pending + credits_posted <= debits_posted",
         name="credits_must_not_exceed_debits",
     ),
+    # Room on each page for HOT updates: counters change on every transfer.
+    postgresql_with={"fillfactor": 85},
 )
 
 transfers = Table(
     "ledger_transfers",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("debit_account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False),
-    Column("credit_account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False),
+    # No foreign keys to accounts: the batch engine finds both accounts under lock before
+    # it writes, and a foreign-key check per row and side costs a third of the batch's
+    # write time. `payflow audit` checks that every referenced account exists.
+    Column("debit_account_id", Uuid, nullable=False),
+    Column("credit_account_id", Uuid, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("code", Integer, nullable=False),
@@ -86,9 +91,9 @@ pending_expiries = Table(
 account_balances = Table(
     "ledger_account_balances",
     metadata,
-    Column("account_id", Uuid, ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("account_id", Uuid, nullable=False),
     Column("timestamp", BigInteger, nullable=False),
-    Column("transfer_id", Uuid, ForeignKey("ledger_transfers.id"), nullable=False),
+    Column("transfer_id", Uuid, nullable=False),
     *(Column(name, BigInteger, nullable=False) for name in _COUNTERS),
     PrimaryKeyConstraint("account_id", "timestamp", "transfer_id"),
 )

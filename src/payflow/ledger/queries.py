@@ -74,7 +74,7 @@ def _transfer(row: object) -> Transfer:
     return Transfer(
         id=m["id"], debit_account_id=m["debit_account_id"],
         credit_account_id=m["credit_account_id"], amount=m["amount"], currency=m["currency"],
-        code=m["code"], flags=TransferFlags(m["flags"]), pending_id=m["pending_id"],
+        code=m["code"], flags=m["flags"], pending_id=m["pending_id"],
         timeout_s=m["timeout_s"], timestamp=m["timestamp"],
     )
 

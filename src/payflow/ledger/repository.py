@@ -14,13 +14,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.db import is_postgresql
+from payflow.db import driver_connection, is_postgresql
 from payflow.ledger.batch import BatchWrites
 from payflow.ledger.domain import (
     AccountState,
     PendingStatus,
     Transfer,
-    TransferFlags,
     pending_status_of,
 )
 
@@ -40,7 +39,24 @@ FROM ledger_transfers t WHERE t.id = ANY($1::uuid[])
 """
 _PG_LOCK_ACCOUNTS = f"""
 SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts
-WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+"""
+# Lock the accounts and read the batch's already-stored transfers in one round trip
+# (when no transfer of the batch resolves a pending one, the accounts are known up
+# front). Rows of kind 0 are accounts, kind 1 transfers, in one column layout.
+_PG_LOAD_AND_LOCK = f"""
+WITH locked AS (
+  SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts
+  WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+)
+SELECT 0, id, currency, flags, debits_pending, debits_posted, credits_pending,
+       credits_posted, last_transfer_timestamp, NULL::uuid, NULL::uuid, NULL::uuid, NULL::int
+FROM locked
+UNION ALL
+SELECT 1, t.id, t.currency, t.flags, t.amount, t.code, t.timeout_s, t.timestamp,
+       NULL, t.debit_account_id, t.credit_account_id, t.pending_id,
+       (SELECT r.flags FROM ledger_transfers r WHERE r.pending_id = t.id)
+FROM ledger_transfers t WHERE t.id = ANY($2::uuid[])
 """
 # One statement writes the whole batch. The sub-statements touch disjoint rows: the
 # batch engine never adds and removes the same expiry row in one batch.
@@ -100,7 +116,7 @@ def _transfer_from_row(row: Sequence[Any]) -> Transfer:
         amount=row[3],
         currency=row[4],
         code=row[5],
-        flags=TransferFlags(row[6]),
+        flags=row[6],
         pending_id=_uuid_or_none(row[7]),
         timeout_s=row[8],
         timestamp=row[9],
@@ -115,8 +131,10 @@ async def load_transfers(
     resolved: dict[uuid.UUID, PendingStatus] = {}
     if not ids:
         return known, resolved
+    result: Iterable[Sequence[Any]]
     if is_postgresql(conn):
-        result = await conn.exec_driver_sql(_PG_LOAD_TRANSFERS, (list(ids),))
+        driver = await driver_connection(conn)
+        result = await driver.fetch(_PG_LOAD_TRANSFERS, list(ids))
     else:
         result = await conn.exec_driver_sql(_SQLITE_LOAD_TRANSFERS, (_sqlite_in(ids),))
     for row in result:
@@ -135,51 +153,69 @@ async def lock_accounts(
     Returns their states and the latest transfer timestamp among them. On SQLite the
     transaction's `BEGIN IMMEDIATE` already holds the database's write lock.
     """
-    states: dict[uuid.UUID, AccountState] = {}
     if not ids:
-        return states, 0
+        return {}, 0
+    result: Iterable[Sequence[Any]]
     if is_postgresql(conn):
-        result = await conn.exec_driver_sql(_PG_LOCK_ACCOUNTS, (list(ids),))
+        driver = await driver_connection(conn)
+        result = await driver.fetch(_PG_LOCK_ACCOUNTS, list(ids))
     else:
         result = await conn.exec_driver_sql(_SQLITE_LOCK_ACCOUNTS, (_sqlite_in(ids),))
+    return _account_states(result, offset=0)
+
+
+def _account_states(
+    rows: Iterable[Sequence[Any]], *, offset: int
+) -> tuple[dict[uuid.UUID, AccountState], int]:
+    states: dict[uuid.UUID, AccountState] = {}
     last_timestamp = 0
-    for row in result:
-        account_id = _uuid_or_none(row[0])
-        assert account_id is not None
+    o = offset
+    for row in rows:
+        account_id = row[o]
+        if not isinstance(account_id, uuid.UUID):
+            account_id = uuid.UUID(hex=account_id)
         states[account_id] = AccountState(
-            id=account_id,
-            currency=row[1],
-            flags=row[2],
-            debits_pending=row[3],
-            debits_posted=row[4],
-            credits_pending=row[5],
-            credits_posted=row[6],
+            account_id, row[o + 1], row[o + 2], row[o + 3], row[o + 4], row[o + 5], row[o + 6]
         )
-        last_timestamp = max(last_timestamp, row[7])
+        if row[o + 7] > last_timestamp:
+            last_timestamp = row[o + 7]
     return states, last_timestamp
 
 
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
+async def load_and_lock(
+    conn: AsyncConnection, transfer_ids: Collection[uuid.UUID], account_ids: Collection[uuid.UUID]
+) -> tuple[
+    dict[uuid.UUID, Transfer], dict[uuid.UUID, PendingStatus],
+    dict[uuid.UUID, AccountState], int,
+]:
+    """`load_transfers` and `lock_accounts` together; one round trip on PostgreSQL."""
+    if not is_postgresql(conn):
+        known, resolved = await load_transfers(conn, transfer_ids)
+        accounts, last_timestamp = await lock_accounts(conn, account_ids)
+        return known, resolved, accounts, last_timestamp
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(_PG_LOAD_AND_LOCK, list(account_ids), list(transfer_ids))
+    accounts, last_timestamp = _account_states((r for r in rows if r[0] == 0), offset=1)
+    known: dict[uuid.UUID, Transfer] = {}
+    resolved: dict[uuid.UUID, PendingStatus] = {}
     for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+        if row[0] == 1:
+            transfer = Transfer(
+                row[1], row[9], row[10], row[4], row[2], row[5], row[3], row[11], row[6], row[7]
+            )
+            known[transfer.id] = transfer
+            if row[12] is not None:
+                resolved[transfer.id] = pending_status_of(row[12])
+    return known, resolved, accounts, last_timestamp
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows to columns: PostgreSQL takes one array per column."""
+    if not rows:
+        return [[] for _ in range(width)]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    assert len(columns) == width
     return columns
-
-
-def _transfer_row(t: Transfer) -> tuple[Any, ...]:
-    return (
-        t.id,
-        t.debit_account_id,
-        t.credit_account_id,
-        t.amount,
-        t.currency,
-        t.code,
-        int(t.flags),
-        t.pending_id,
-        t.timeout_s,
-        t.timestamp,
-    )
 
 
 async def write_batch(
@@ -197,7 +233,8 @@ async def write_batch(
     ]
     if not writes.transfers:
         return
-    transfer_rows = [_transfer_row(t) for t in writes.transfers]
+    # A Transfer is a named tuple in column order: it is its own row.
+    transfer_rows: list[tuple[Any, ...]] = writes.transfers  # type: ignore[assignment]
     history_rows = [
         (
             h.account_id,
@@ -220,7 +257,8 @@ async def write_batch(
             *_columns(expiry_rows, 2),
             list(writes.expiries_removed),
         )
-        await conn.exec_driver_sql(_PG_WRITE_BATCH, params)
+        driver = await driver_connection(conn)
+        await driver.execute(_PG_WRITE_BATCH, *params)
         return
     await _sqlite_write_batch(
         conn, transfer_rows, account_rows, history_rows, expiry_rows, writes, last_timestamp

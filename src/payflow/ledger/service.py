@@ -19,6 +19,7 @@ from payflow.db import is_postgresql
 from payflow.errors import PayFlowError
 from payflow.ledger import models, repository
 from payflow.ledger.batch import BatchEngine
+from payflow.ledger.validation import check_fields
 from payflow.ledger.domain import (
     ACCOUNT_FLAGS_CREATABLE,
     CODE_MAX,
@@ -35,7 +36,7 @@ from payflow.ledger.domain import (
 )
 from payflow.money import is_currency
 
-_RESOLUTION = TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
+_RESOLUTION = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
 _last_timestamp = 0
 
 
@@ -93,16 +94,26 @@ async def create_transfers(
     _check_batch_size(len(transfers))
     if not transfers:
         return []
+    field_codes = [check_fields(t, allow_expiry=allow_expiry) for t in transfers]
     wanted: set[uuid.UUID] = set()
     for t in transfers:
         if isinstance(t.id, uuid.UUID):
             wanted.add(t.id)
         if isinstance(t.pending_id, uuid.UUID):
             wanted.add(t.pending_id)
-    known, resolved = await repository.load_transfers(conn, wanted)
-    accounts, accounts_last = await repository.lock_accounts(
-        conn, sorted(_accounts_to_lock(transfers, known))
-    )
+    # The locking statements order by id themselves; no need to sort here.
+    resolving = any(isinstance(t.flags, int) and t.flags & _RESOLUTION for t in transfers)
+    if resolving:
+        # A post or void names only its pending transfer: read those first to learn
+        # which accounts to lock.
+        known, resolved = await repository.load_transfers(conn, wanted)
+        accounts, accounts_last = await repository.lock_accounts(
+            conn, _accounts_to_lock(transfers, known)
+        )
+    else:
+        known, resolved, accounts, accounts_last = await repository.load_and_lock(
+            conn, wanted, _accounts_to_lock(transfers, {})
+        )
     timestamp = _batch_timestamp(now_ns, accounts_last, len(transfers))
     engine = BatchEngine(
         accounts=accounts,
@@ -111,7 +122,7 @@ async def create_transfers(
         timestamp=timestamp,
         allow_expiry=allow_expiry,
     )
-    outcomes = engine.apply(transfers)
+    outcomes = engine.apply(transfers, field_codes)
     await repository.write_batch(
         conn, engine.writes, accounts.values(), last_timestamp=timestamp + len(transfers)
     )
@@ -205,7 +216,7 @@ async def close_accounts(
     An account with money on hold cannot close: its holds must be posted or voided first.
     """
     _check_batch_size(len(account_ids))
-    locked, _ = await repository.lock_accounts(conn, sorted(set(account_ids)))
+    locked, _ = await repository.lock_accounts(conn, set(account_ids))
     results: list[CloseResult] = []
     closing: set[uuid.UUID] = set()
     for account_id in account_ids:
@@ -255,7 +266,7 @@ async def expire_pending_transfers(
         Transfer(
             id=expiry_transfer_id(pending_id),
             pending_id=pending_id,
-            flags=TransferFlags.VOID_PENDING | TransferFlags.EXPIRY,
+            flags=int(TransferFlags.VOID_PENDING | TransferFlags.EXPIRY),
         )
         for pending_id in due
     ]

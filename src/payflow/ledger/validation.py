@@ -15,8 +15,14 @@ from payflow.ledger.domain import (
 from payflow.ledger.domain import TransferResult as R
 from payflow.money import AMOUNT_MAX, is_currency
 
-_PHASE_FLAGS = TransferFlags.PENDING | TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
-_RESOLUTION = TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
+_PENDING = int(TransferFlags.PENDING)
+_RESOLUTION = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
+_EXPIRY = int(TransferFlags.EXPIRY)
+_VOID = int(TransferFlags.VOID_PENDING)
+_CLIENT = int(TRANSFER_FLAGS_CLIENT)
+# The phase flags (pending, post, void) in bits 1..3: at most one may be set.
+_PHASE_SHIFT = 1
+_PHASE_EXCLUSIVE_OK = frozenset({0, 1, 2, 4})
 
 
 def _is_int(value: object) -> bool:
@@ -33,12 +39,12 @@ def check_fields(transfer: Transfer, *, allow_expiry: bool = False) -> R | None:
     flags = transfer.flags
     if not _is_int(flags) or flags < 0:
         return R.FLAGS_INVALID
-    allowed = TRANSFER_FLAGS_CLIENT | (TransferFlags.EXPIRY if allow_expiry else 0)
-    if flags & ~allowed:
+    flags = int(flags)
+    if flags & ~(_CLIENT | (_EXPIRY if allow_expiry else 0)):
         return R.FLAGS_INVALID
-    if bin(flags & _PHASE_FLAGS).count("1") > 1:
+    if (flags >> _PHASE_SHIFT) & 7 not in _PHASE_EXCLUSIVE_OK:
         return R.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-    if flags & TransferFlags.EXPIRY and not flags & TransferFlags.VOID_PENDING:
+    if flags & _EXPIRY and not flags & _VOID:
         return R.FLAGS_INVALID
     resolving = bool(flags & _RESOLUTION)
     code = _check_pending_id(transfer, resolving=resolving)
@@ -72,7 +78,7 @@ def _check_timeout(transfer: Transfer) -> R | None:
     timeout_s = transfer.timeout_s
     if not _is_int(timeout_s) or not 0 <= timeout_s <= TIMEOUT_S_MAX:
         return R.TIMEOUT_INVALID
-    if timeout_s and not transfer.flags & TransferFlags.PENDING:
+    if timeout_s and not transfer.flags & _PENDING:
         return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     return None
 
