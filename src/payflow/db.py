@@ -89,8 +89,8 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     raw = await conn.get_raw_connection()
     adapter = raw.dbapi_connection
     assert adapter is not None
-    if adapter._transaction is None:  # type: ignore[attr-defined]
-        await adapter._start_transaction()  # type: ignore[attr-defined]
+    if adapter._transaction is None:
+        await adapter._start_transaction()
     return raw.driver_connection
 
 

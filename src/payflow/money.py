@@ -48,7 +48,7 @@ def is_currency(code: object) -> bool:
 def exponent(currency: str) -> int:
     """Minor-unit exponent of `currency`; an unknown code is an expected failure."""
     try:
-        return CURRENCY_EXPONENTS[currency]
+        return int(CURRENCY_EXPONENTS[currency])
     except (KeyError, TypeError):
         raise PayFlowError(
             "currency_unknown", f"{currency!r} is not an ISO 4217 currency", http_status=422
@@ -85,5 +85,6 @@ def parse_major(text: str, currency: str) -> int:
             f"{currency} has {exp} decimal places; {text!r} has {len(minor)}",
             http_status=422,
         )
-    value = int(major) * 10**exp + int(minor.ljust(exp, "0") or "0")
+    scale: int = 10**exp
+    value = int(major) * scale + int(minor.ljust(exp, "0") or "0")
     return -value if sign else value

@@ -185,8 +185,10 @@ def _account_states(
 async def load_and_lock(
     conn: AsyncConnection, transfer_ids: Collection[uuid.UUID], account_ids: Collection[uuid.UUID]
 ) -> tuple[
-    dict[uuid.UUID, Transfer], dict[uuid.UUID, PendingStatus],
-    dict[uuid.UUID, AccountState], int,
+    dict[uuid.UUID, Transfer],
+    dict[uuid.UUID, PendingStatus],
+    dict[uuid.UUID, AccountState],
+    int,
 ]:
     """`load_transfers` and `lock_accounts` together; one round trip on PostgreSQL."""
     if not is_postgresql(conn):
@@ -196,8 +198,8 @@ async def load_and_lock(
     driver = await driver_connection(conn)
     rows = await driver.fetch(_PG_LOAD_AND_LOCK, list(account_ids), list(transfer_ids))
     accounts, last_timestamp = _account_states((r for r in rows if r[0] == 0), offset=1)
-    known: dict[uuid.UUID, Transfer] = {}
-    resolved: dict[uuid.UUID, PendingStatus] = {}
+    known = {}
+    resolved = {}
     for row in rows:
         if row[0] == 1:
             transfer = Transfer(

@@ -19,7 +19,6 @@ from payflow.db import is_postgresql
 from payflow.errors import PayFlowError
 from payflow.ledger import models, repository
 from payflow.ledger.batch import BatchEngine
-from payflow.ledger.validation import check_fields
 from payflow.ledger.domain import (
     ACCOUNT_FLAGS_CREATABLE,
     CODE_MAX,
@@ -34,6 +33,7 @@ from payflow.ledger.domain import (
     TransferOutcome,
     expiry_transfer_id,
 )
+from payflow.ledger.validation import check_fields
 from payflow.money import is_currency
 
 _RESOLUTION = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
@@ -44,7 +44,8 @@ def _check_batch_size(size: int) -> None:
     size_max = get_settings().ledger_batch_size_max
     if size > size_max:
         raise PayFlowError(
-            "batch_too_large", f"a batch holds at most {size_max} items, got {size}",
+            "batch_too_large",
+            f"a batch holds at most {size_max} items, got {size}",
             http_status=413,
         )
 
@@ -135,7 +136,7 @@ def _check_account(account: Account) -> AccountResult | None:
     if account.id == NIL_ID:
         return AccountResult.ID_MUST_NOT_BE_ZERO
     flags = account.flags
-    if type(flags) is bool or not isinstance(flags, int) or flags & ~ACCOUNT_FLAGS_CREATABLE:
+    if isinstance(flags, bool) or not isinstance(flags, int) or flags & ~ACCOUNT_FLAGS_CREATABLE:
         return AccountResult.FLAGS_INVALID
     both = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
     if flags & both == both:
@@ -154,8 +155,12 @@ def _check_account(account: Account) -> AccountResult | None:
         if size > METADATA_BYTES_MAX:
             return AccountResult.METADATA_INVALID
     if any(
-        (account.debits_pending, account.debits_posted, account.credits_pending,
-         account.credits_posted)
+        (
+            account.debits_pending,
+            account.debits_posted,
+            account.credits_pending,
+            account.credits_posted,
+        )
     ):
         return AccountResult.FLAGS_INVALID
     return None
@@ -191,17 +196,29 @@ async def create_accounts(
             code = _compare_account(account, existing[account.id])
         if code is None:
             stored = Account(
-                id=account.id, currency=account.currency, code=account.code,
-                flags=AccountFlags(account.flags), metadata=account.metadata,
+                id=account.id,
+                currency=account.currency,
+                code=account.code,
+                flags=AccountFlags(account.flags),
+                metadata=account.metadata,
                 timestamp=timestamp + index,
             )
             existing[account.id] = stored
-            rows.append({
-                "id": account.id, "currency": account.currency, "code": account.code,
-                "flags": int(account.flags), "metadata": account.metadata,
-                "timestamp": stored.timestamp, "debits_pending": 0, "debits_posted": 0,
-                "credits_pending": 0, "credits_posted": 0, "last_transfer_timestamp": 0,
-            })
+            rows.append(
+                {
+                    "id": account.id,
+                    "currency": account.currency,
+                    "code": account.code,
+                    "flags": int(account.flags),
+                    "metadata": account.metadata,
+                    "timestamp": stored.timestamp,
+                    "debits_pending": 0,
+                    "debits_posted": 0,
+                    "credits_pending": 0,
+                    "credits_posted": 0,
+                    "last_transfer_timestamp": 0,
+                }
+            )
         results.append(code or AccountResult.OK)
     if rows:
         await conn.execute(models.accounts.insert(), rows)

@@ -1,0 +1,125 @@
+"""`payflow`: the command line that carries every PayFlow command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from payflow import __version__
+from payflow.config import get_settings
+
+app = typer.Typer(
+    help="PayFlow: wallets, payments and payouts on a double-entry ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+bench_app = typer.Typer(
+    help="Benchmarks, each printed next to a baseline from the same run.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+console = Console()
+
+
+@app.command()
+def version() -> None:
+    """Print PayFlow's version."""
+    console.print(__version__)
+
+
+@app.command()
+def migrate(
+    database_url: Annotated[str | None, typer.Option(help="Default: PAYFLOW_DATABASE_URL")] = None,
+) -> None:
+    """Bring the database schema up to date (safe to run any number of times)."""
+    from payflow.migrate import upgrade
+
+    url = database_url or get_settings().database_url
+    upgrade(url)
+    console.print(f"[green]migrated[/green] {_safe(url)}")
+
+
+@app.command()
+def audit(
+    database_url: Annotated[str | None, typer.Option(help="Default: PAYFLOW_DATABASE_URL")] = None,
+) -> None:
+    """Check the ledger's invariants; exits 1 on any violation."""
+    from payflow.ledger.commands import run_audit
+
+    ok = asyncio.run(run_audit(console, database_url or get_settings().database_url))
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("expire-pending")
+def expire_pending(
+    database_url: Annotated[str | None, typer.Option(help="Default: PAYFLOW_DATABASE_URL")] = None,
+) -> None:
+    """Void every pending transfer whose timeout has passed (the sweeper, run once)."""
+    from payflow.ledger.commands import run_expire
+
+    count = asyncio.run(run_expire(database_url or get_settings().database_url))
+    console.print(f"expired {count} pending transfer(s)")
+
+
+@app.command()
+def demo(
+    database_url: Annotated[str | None, typer.Option(help="Default: PAYFLOW_DATABASE_URL")] = None,
+) -> None:
+    """Create the ledger, load demo wallets and transfers, print balances and the audit."""
+    from payflow.ledger.commands import run_demo
+
+    ok = asyncio.run(run_demo(console, database_url or get_settings().database_url))
+    raise typer.Exit(0 if ok else 1)
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="A PostgreSQL server (the bench makes and drops its own databases)."),
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated.")] = "1,10,100,1000",
+    distributions: Annotated[str, typer.Option(help="uniform, hot, hot-credit")] = (
+        "uniform,hot,hot-credit"
+    ),
+    clients: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    processes: Annotated[int, typer.Option(min=1, max=16, help="OS processes for clients")] = 2,
+    seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 5.0,
+    accounts: Annotated[int, typer.Option(min=10_000, max=10_000_000)] = 10_000,
+    pgbench_scale: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Transfers/s through create_transfers on PostgreSQL, next to pgbench tpcb-like."""
+    from payflow.bench.cli import run_ledger_bench
+
+    report = run_ledger_bench(
+        console=Console(stderr=True) if as_json else console,
+        server_url=database_url,
+        batch_sizes=[int(x) for x in batch_sizes.split(",") if x],
+        distributions=[d for d in distributions.split(",") if d],
+        clients=clients,
+        processes=processes,
+        seconds=seconds,
+        accounts=accounts,
+        pgbench_scale=pgbench_scale,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
