@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # TigerBeetle's batch is 8,190 transfers; ours is bounded the same way.
     ledger_batch_size_max: int = Field(default=8190, ge=1, le=100_000)
     ledger_retries_max: int = Field(default=8, ge=0, le=100)
+    # A batch that locks more accounts than this first takes one ledger-wide lock on
+    # PostgreSQL (see docs/decisions.md, "lock escalation").
+    ledger_lock_escalation_accounts: int = Field(default=256, ge=1, le=1_000_000)
     ledger_expiry_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
     @field_validator("database_url")

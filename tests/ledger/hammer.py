@@ -26,7 +26,9 @@ def random_batch(rng: random.Random, ids: list[uuid.UUID], size: int) -> list[Tr
         amount = rng.randint(1, 3000)
         if rng.random() < 0.25:
             third = rng.choice([i for i in ids if i != credit])
-            batch.append(Transfer(uuid7(), debit, credit, amount, "INR", flags=TransferFlags.LINKED))
+            batch.append(
+                Transfer(uuid7(), debit, credit, amount, "INR", flags=TransferFlags.LINKED)
+            )
             batch.append(Transfer(uuid7(), credit, third, amount, "INR"))
         else:
             batch.append(Transfer(uuid7(), debit, credit, amount, "INR"))

@@ -1,0 +1,116 @@
+"""The `payflow` command line: migrate, demo, audit, expire-pending, bench ledger."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from payflow.cli import app
+
+runner = CliRunner()
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+class TestMigrate:
+    def test_creates_the_schema_and_is_repeatable(self, tmp_path: Path) -> None:
+        url = _sqlite_url(tmp_path)
+        for _ in range(2):
+            result = runner.invoke(app, ["migrate", "--database-url", url])
+            assert result.exit_code == 0, result.output
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert {"ledger_accounts", "ledger_transfers", "alembic_version"} <= tables
+
+
+class TestDemo:
+    def test_loads_once_and_retries_move_nothing(self, tmp_path: Path) -> None:
+        url = _sqlite_url(tmp_path)
+        first = runner.invoke(app, ["demo", "--database-url", url])
+        assert first.exit_code == 0, first.output
+        assert "audit passed" in first.output
+        assert "exceeds_credits" in first.output
+        second = runner.invoke(app, ["demo", "--database-url", url])
+        assert second.exit_code == 0, second.output
+        assert "Top-ups from linked banks: exists, exists, exists" in second.output
+        # The balances did not change on the second run.
+        assert first.output.split("Balances")[1] == second.output.split("Balances")[1]
+
+
+class TestAudit:
+    def test_passes_on_a_clean_ledger_and_fails_on_a_tampered_one(self, tmp_path: Path) -> None:
+        url = _sqlite_url(tmp_path)
+        assert runner.invoke(app, ["demo", "--database-url", url]).exit_code == 0
+        clean = runner.invoke(app, ["audit", "--database-url", url])
+        assert clean.exit_code == 0, clean.output
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            # The unlimited "bank" account, so no CHECK constraint stops the tampering.
+            db.execute(
+                "UPDATE ledger_accounts SET credits_posted = credits_posted + 1 WHERE flags = 0"
+            )
+        tampered = runner.invoke(app, ["audit", "--database-url", url])
+        assert tampered.exit_code == 1
+        assert "audit FAILED" in tampered.output
+        assert "sum of transfers" in tampered.output
+
+    def test_expire_pending_runs_on_an_empty_ledger(self, tmp_path: Path) -> None:
+        url = _sqlite_url(tmp_path)
+        assert runner.invoke(app, ["migrate", "--database-url", url]).exit_code == 0
+        result = runner.invoke(app, ["expire-pending", "--database-url", url])
+        assert result.exit_code == 0, result.output
+        assert "expired 0 pending transfer(s)" in result.output
+
+
+class TestBenchLedger:
+    def test_prints_figures_next_to_pgbench(self, pg_url: str) -> None:
+        """A short run: the JSON has the agreed shape and real, positive figures."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "payflow.cli",
+                "bench",
+                "ledger",
+                "--json",
+                "--database-url",
+                pg_url,
+                "--seconds",
+                "1",
+                "--pgbench-scale",
+                "1",
+                "--batch-sizes",
+                "1,100",
+                "--distributions",
+                "uniform,hot-credit",
+                "--clients",
+                "2",
+                "--processes",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["pgbench_tps"] > 0
+        cells = {(r["batch_size"], r["distribution"]) for r in report["results"]}
+        assert cells == {(1, "uniform"), (1, "hot-credit"), (100, "uniform"), (100, "hot-credit")}
+        for r in report["results"]:
+            assert r["transfers_per_s"] > 0
+            assert r["failed"] == 0
+            ratio = r["transfers_per_s"] / report["pgbench_tps"]
+            assert abs(r["ratio_to_pgbench"] - ratio) <= 0.01
+            assert 0 < r["p50_ms"] <= r["p99_ms"]
+
+    def test_rejects_an_unknown_distribution(self) -> None:
+        result = runner.invoke(app, ["bench", "ledger", "--distributions", "zipf"])
+        assert result.exit_code != 0
