@@ -86,12 +86,20 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     `_transaction`/`_start_transaction`; tests/test_db.py pins that behaviour.)
     """
     assert is_postgresql(conn), "driver_connection is for PostgreSQL"
-    raw = await conn.get_raw_connection()
-    adapter = raw.dbapi_connection
+    if not conn.in_transaction():
+        # Autobegin, as SQLAlchemy would on its own next statement: otherwise a later
+        # `conn.rollback()` would not know there is a transaction to roll back.
+        await conn.begin()
+    # The pooled connection is already checked out: reach it synchronously rather than
+    # through `get_raw_connection()`, which costs a greenlet round trip per call.
+    sync = conn.sync_connection
+    assert sync is not None, "connection is closed"
+    fairy = sync.connection
+    adapter = fairy.dbapi_connection
     assert adapter is not None
     if adapter._transaction is None:
         await adapter._start_transaction()
-    return raw.driver_connection
+    return fairy.driver_connection
 
 
 @asynccontextmanager
