@@ -37,7 +37,8 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
 }
 
 _SYMBOLS: Final = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-_MAJOR_RE: Final = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+# ASCII digits only; commas only as thousands separators ("1,234.50").
+_MAJOR_RE: Final = re.compile(r"^(-?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?$", re.ASCII)
 
 
 def is_currency(code: object) -> bool:
@@ -75,10 +76,10 @@ def format_amount(amount: int, currency: str, *, symbol: bool = False) -> str:
 def parse_major(text: str, currency: str) -> int:
     """`"12.34", "INR"` → `1234`, exactly, without floats; too many decimals is an error."""
     exp = exponent(currency)
-    match = _MAJOR_RE.match(text.strip().replace(",", "").replace("_", ""))
+    match = _MAJOR_RE.match(text.strip())
     if match is None:
         raise PayFlowError("amount_invalid", f"{text!r} is not an amount", http_status=422)
-    sign, major, minor = match.group(1), match.group(2), match.group(3) or ""
+    sign, major, minor = match.group(1), match.group(2).replace(",", ""), match.group(3) or ""
     if len(minor) > exp:
         raise PayFlowError(
             "amount_invalid",
@@ -87,4 +88,8 @@ def parse_major(text: str, currency: str) -> int:
         )
     scale: int = 10**exp
     value = int(major) * scale + int(minor.ljust(exp, "0") or "0")
+    if value > AMOUNT_MAX:
+        raise PayFlowError(
+            "amount_invalid", f"{text!r} is more than {AMOUNT_MAX} minor units", http_status=422
+        )
     return -value if sign else value

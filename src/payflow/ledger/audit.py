@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_TOTALS = """
-SELECT currency, sum(debits_posted), sum(credits_posted), sum(debits_pending),
-       sum(credits_pending), count(*)
-FROM ledger_accounts GROUP BY currency ORDER BY currency
-"""
+# Per-currency totals may exceed 2^63-1 (only each account is bounded) and SQLite's
+# sum() raises on integer overflow, so each counter is summed as high and low 32-bit
+# halves, which cannot overflow below 2^31 accounts, and joined in Python.
+_COUNTER_NAMES = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+_TOTALS = (
+    "SELECT currency, count(*), "
+    + ", ".join(f"sum({c} >> 32), sum({c} & 4294967295)" for c in _COUNTER_NAMES)
+    + " FROM ledger_accounts GROUP BY currency ORDER BY currency"
+)
 # Each transfer's contribution to the counters of its two accounts, summed per account,
 # compared with the stored counters. Only accounts that disagree come back.
 _COUNTER_MISMATCHES = """
@@ -116,7 +120,16 @@ async def audit(conn: AsyncConnection, *, violations_max: int = 100) -> AuditRep
     """Check every ledger invariant; the report lists up to `violations_max` per check."""
     report = AuditReport()
     for row in await conn.execute(text(_TOTALS)):
-        totals = CurrencyTotals(row[0], *(int(v) for v in row[1:6]))
+        halves = [int(v) for v in row[2:]]
+        sums = [halves[i] * 2**32 + halves[i + 1] for i in range(0, len(halves), 2)]
+        totals = CurrencyTotals(
+            currency=row[0],
+            debits_posted=sums[0],
+            credits_posted=sums[1],
+            debits_pending=sums[2],
+            credits_pending=sums[3],
+            accounts=int(row[1]),
+        )
         report.totals.append(totals)
         if not totals.balanced:
             report.violations.append(

@@ -22,7 +22,7 @@ from payflow.ledger.domain import (
     TransferOutcome,
 )
 from payflow.ledger.domain import TransferResult as R
-from payflow.ledger.validation import check_fields, compare_existing
+from payflow.ledger.validation import check_fields, compare_existing, is_int
 from payflow.money import AMOUNT_MAX
 
 # Plain ints: IntFlag arithmetic builds a new enum member per operation, which costs more
@@ -95,35 +95,32 @@ class BatchEngine:
         chain_start: int | None = None
         chain_failed = False
         for index, transfer in enumerate(transfers):
-            flags = transfer.flags if isinstance(transfer.flags, int) else 0
+            # Invalid flags (a bool, a str) fail the field checks; they link nothing.
+            flags = transfer.flags if is_int(transfer.flags) else 0
             linked = bool(flags & _LINKED)
             if chain_start is None and linked:
                 chain_start = index
                 chain_failed = False
                 self._begin_chain()
-            if chain_start is not None and chain_failed:
-                outcomes.append(TransferOutcome(R.LINKED_EVENT_FAILED))
+            # As in TigerBeetle, a chain left open is reported even when it already failed.
+            if chain_start is not None and linked and index == len(transfers) - 1:
+                outcome = TransferOutcome(R.LINKED_EVENT_CHAIN_OPEN)
+            elif chain_start is not None and chain_failed:
+                outcome = TransferOutcome(R.LINKED_EVENT_FAILED)
             else:
-                if chain_start is not None and linked and index == len(transfers) - 1:
-                    outcome = TransferOutcome(R.LINKED_EVENT_CHAIN_OPEN)
-                else:
-                    outcome = self._apply_one(
-                        transfer, field_codes[index], self.timestamp + index
-                    )
-                outcomes.append(outcome)
-                if chain_start is not None and not outcome.ok:
-                    chain_failed = True
-                    self._rollback_chain()
-                    for earlier in range(chain_start, index):
-                        outcomes[earlier] = TransferOutcome(R.LINKED_EVENT_FAILED)
+                outcome = self._apply_one(transfer, field_codes[index], self.timestamp + index)
+            outcomes.append(outcome)
+            if chain_start is not None and not outcome.ok and not chain_failed:
+                chain_failed = True
+                self._rollback_chain()
+                for earlier in range(chain_start, index):
+                    outcomes[earlier] = TransferOutcome(R.LINKED_EVENT_FAILED)
             if chain_start is not None and not linked:
                 chain_start = None
                 self._undo = None
         return outcomes
 
-    def _apply_one(
-        self, transfer: Transfer, code: R | None, timestamp: int
-    ) -> TransferOutcome:
+    def _apply_one(self, transfer: Transfer, code: R | None, timestamp: int) -> TransferOutcome:
         if code is not None:
             return TransferOutcome(code)
         existing = self.known.get(transfer.id)
@@ -216,7 +213,8 @@ class BatchEngine:
         assert pending.amount is not None
         posting = bool(transfer.flags & _POST)
         amount = pending.amount if transfer.amount is None else transfer.amount
-        if posting and amount > pending.amount:
+        # As in TigerBeetle: more than the pending amount is exceeded for a void too.
+        if amount > pending.amount:
             return TransferOutcome(R.PENDING_AMOUNT_EXCEEDED)
         if not posting and amount != pending.amount:
             return TransferOutcome(R.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT)
@@ -355,12 +353,11 @@ def _check_overflow(
 
 
 def _check_matches_pending(transfer: Transfer, pending: Transfer) -> R | None:
-    if transfer.debit_account_id is not None and transfer.debit_account_id != NIL_ID:
-        if transfer.debit_account_id != pending.debit_account_id:
-            return R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
-    if transfer.credit_account_id is not None and transfer.credit_account_id != NIL_ID:
-        if transfer.credit_account_id != pending.credit_account_id:
-            return R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
+    # None and the nil id both mean "as in the pending transfer".
+    if transfer.debit_account_id not in (None, NIL_ID, pending.debit_account_id):
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
+    if transfer.credit_account_id not in (None, NIL_ID, pending.credit_account_id):
+        return R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
     if transfer.currency is not None and transfer.currency != pending.currency:
         return R.PENDING_TRANSFER_HAS_DIFFERENT_CURRENCY
     if transfer.code and transfer.code != pending.code:

@@ -27,7 +27,9 @@ class AccountFlags(IntFlag):
     CLOSED = 8
 
 
-ACCOUNT_FLAGS_CREATABLE: Final = (
+# A plain int: `~` of an IntFlag inverts only the defined bits, so `flags & ~mask` would
+# let undefined bits (16, 2**40, -16) through.
+ACCOUNT_FLAGS_CREATABLE: Final = int(
     AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
     | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
     | AccountFlags.HISTORY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from payflow.ledger.domain import (
 )
 
 T = TypeVar("T")
+_CURSOR_RE = re.compile(r"^(\d{1,19})\.([0-9a-f]{32})$", re.ASCII)
 PAGE_SIZE_MAX = 1000
 _LOOKUP_MAX = 8190
 
@@ -39,11 +41,15 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        match = _CURSOR_RE.match(text) if isinstance(text, str) else None
         try:
-            timestamp, _, hex_id = text.partition(".")
-            return cls(int(timestamp), uuid.UUID(hex=hex_id))
+            if match is None:
+                raise ValueError(text)
+            return cls(int(match.group(1)), uuid.UUID(hex=match.group(2)))
         except ValueError:
-            raise PayFlowError("cursor_invalid", f"{text!r} is not a cursor", http_status=422) from None
+            raise PayFlowError(
+                "cursor_invalid", f"{text!r} is not a cursor", http_status=422
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,28 +60,38 @@ class Page(Generic[T]):
 
 def _check_limit(limit: int) -> None:
     if type(limit) is not int or not 1 <= limit <= PAGE_SIZE_MAX:
-        raise PayFlowError(
-            "limit_invalid", f"limit must be 1..{PAGE_SIZE_MAX}", http_status=422
-        )
+        raise PayFlowError("limit_invalid", f"limit must be 1..{PAGE_SIZE_MAX}", http_status=422)
 
 
 def _account(row: object) -> Account:
     m = row._mapping  # type: ignore[attr-defined]
     return Account(
-        id=m["id"], currency=m["currency"], code=m["code"], flags=AccountFlags(m["flags"]),
-        metadata=m["metadata"], debits_pending=m["debits_pending"],
-        debits_posted=m["debits_posted"], credits_pending=m["credits_pending"],
-        credits_posted=m["credits_posted"], timestamp=m["timestamp"],
+        id=m["id"],
+        currency=m["currency"],
+        code=m["code"],
+        flags=AccountFlags(m["flags"]),
+        metadata=m["metadata"],
+        debits_pending=m["debits_pending"],
+        debits_posted=m["debits_posted"],
+        credits_pending=m["credits_pending"],
+        credits_posted=m["credits_posted"],
+        timestamp=m["timestamp"],
     )
 
 
 def _transfer(row: object) -> Transfer:
     m = row._mapping  # type: ignore[attr-defined]
     return Transfer(
-        id=m["id"], debit_account_id=m["debit_account_id"],
-        credit_account_id=m["credit_account_id"], amount=m["amount"], currency=m["currency"],
-        code=m["code"], flags=m["flags"], pending_id=m["pending_id"],
-        timeout_s=m["timeout_s"], timestamp=m["timestamp"],
+        id=m["id"],
+        debit_account_id=m["debit_account_id"],
+        credit_account_id=m["credit_account_id"],
+        amount=m["amount"],
+        currency=m["currency"],
+        code=m["code"],
+        flags=m["flags"],
+        pending_id=m["pending_id"],
+        timeout_s=m["timeout_s"],
+        timestamp=m["timestamp"],
     )
 
 
@@ -115,7 +131,10 @@ async def get_pending_status(conn: AsyncConnection, pending_id: uuid.UUID) -> Pe
 
 
 async def get_account_transfers(
-    conn: AsyncConnection, account_id: uuid.UUID, *, limit: int = 100,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    *,
+    limit: int = 100,
     after: Cursor | None = None,
 ) -> Page[Transfer]:
     """Transfers debiting or crediting `account_id`, oldest first, a page at a time."""
@@ -128,8 +147,10 @@ async def get_account_transfers(
         query = select(table).where(column == account_id)
         if after is not None:
             query = query.where(
-                or_(table.c.timestamp > after.timestamp,
-                    and_(table.c.timestamp == after.timestamp, table.c.id > after.id))
+                or_(
+                    table.c.timestamp > after.timestamp,
+                    and_(table.c.timestamp == after.timestamp, table.c.id > after.id),
+                )
             )
         pages.append(query.order_by(table.c.timestamp, table.c.id).limit(limit + 1))
     rows = [
@@ -146,14 +167,21 @@ async def get_account_transfers(
 def _snapshot(row: object) -> BalanceSnapshot:
     m = row._mapping  # type: ignore[attr-defined]
     return BalanceSnapshot(
-        account_id=m["account_id"], transfer_id=m["transfer_id"], timestamp=m["timestamp"],
-        debits_pending=m["debits_pending"], debits_posted=m["debits_posted"],
-        credits_pending=m["credits_pending"], credits_posted=m["credits_posted"],
+        account_id=m["account_id"],
+        transfer_id=m["transfer_id"],
+        timestamp=m["timestamp"],
+        debits_pending=m["debits_pending"],
+        debits_posted=m["debits_posted"],
+        credits_pending=m["credits_pending"],
+        credits_posted=m["credits_posted"],
     )
 
 
 async def get_account_history(
-    conn: AsyncConnection, account_id: uuid.UUID, *, limit: int = 100,
+    conn: AsyncConnection,
+    account_id: uuid.UUID,
+    *,
+    limit: int = 100,
     after: Cursor | None = None,
 ) -> Page[BalanceSnapshot]:
     """Running balances of a `history` account after each of its transfers, oldest first."""
@@ -162,8 +190,10 @@ async def get_account_history(
     query = select(table).where(table.c.account_id == account_id)
     if after is not None:
         query = query.where(
-            or_(table.c.timestamp > after.timestamp,
-                and_(table.c.timestamp == after.timestamp, table.c.transfer_id > after.id))
+            or_(
+                table.c.timestamp > after.timestamp,
+                and_(table.c.timestamp == after.timestamp, table.c.transfer_id > after.id),
+            )
         )
     rows = await conn.execute(
         query.order_by(table.c.timestamp, table.c.transfer_id).limit(limit + 1)
@@ -211,9 +241,11 @@ async def _balance_from_transfers(
     # Posted: single-phase transfers and posts. Pending: pending transfers not resolved
     # by `timestamp`.
     is_posted = (t.c.flags.op("&")(pending_flag | void)) == 0
-    unresolved = ~select(resolution.c.id).where(
-        resolution.c.pending_id == t.c.id, resolution.c.timestamp <= timestamp
-    ).exists()
+    unresolved = (
+        ~select(resolution.c.id)
+        .where(resolution.c.pending_id == t.c.id, resolution.c.timestamp <= timestamp)
+        .exists()
+    )
     is_pending = and_(t.c.flags.op("&")(pending_flag) != 0, unresolved)
     sums = []
     for side in (t.c.debit_account_id, t.c.credit_account_id):

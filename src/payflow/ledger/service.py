@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,7 +38,6 @@ from payflow.ledger.validation import check_fields
 from payflow.money import is_currency
 
 _RESOLUTION = int(TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING)
-_last_timestamp = 0
 
 
 def _check_batch_size(size: int) -> None:
@@ -50,16 +50,11 @@ def _check_batch_size(size: int) -> None:
         )
 
 
-def _batch_timestamp(now_ns: int | None, accounts_last: int, count: int) -> int:
+def _batch_timestamp(now_ns: int | None, accounts_last: int) -> int:
     """A timestamp for the batch's first transfer: after every earlier transfer on the
-    locked accounts and after this process's previous batch, even if the clock stepped back.
+    locked accounts, even if this process's clock is behind another's or stepped back.
     """
-    global _last_timestamp
-    base = max(now_ns if now_ns is not None else time.time_ns(), accounts_last + 1)
-    if now_ns is None:
-        base = max(base, _last_timestamp + 1)
-        _last_timestamp = base + count
-    return base
+    return max(now_ns if now_ns is not None else time.time_ns(), accounts_last + 1)
 
 
 def _accounts_to_lock(
@@ -115,7 +110,7 @@ async def create_transfers(
         known, resolved, accounts, accounts_last = await repository.load_and_lock(
             conn, wanted, _accounts_to_lock(transfers, {})
         )
-    timestamp = _batch_timestamp(now_ns, accounts_last, len(transfers))
+    timestamp = _batch_timestamp(now_ns, accounts_last)
     engine = BatchEngine(
         accounts=accounts,
         known=known,
@@ -167,7 +162,8 @@ def _check_account(account: Account) -> AccountResult | None:
 
 
 def _compare_account(account: Account, existing: Account) -> AccountResult:
-    if int(account.flags) != int(existing.flags):
+    # A retry of an account created before it was closed is still the same account.
+    if int(account.flags) != int(existing.flags) & ~int(AccountFlags.CLOSED):
         return AccountResult.EXISTS_WITH_DIFFERENT_FLAGS
     if account.code != existing.code:
         return AccountResult.EXISTS_WITH_DIFFERENT_CODE
@@ -192,6 +188,10 @@ async def create_accounts(
     rows: list[dict[str, object]] = []
     for index, account in enumerate(accounts):
         code = _check_account(account)
+        if code is None and account.metadata is not None:
+            # Compare and store metadata as JSON gives it back (string keys, lists), so a
+            # retry matches whether or not the first attempt is still in this batch.
+            account = replace(account, metadata=json.loads(json.dumps(account.metadata)))
         if code is None and account.id in existing:
             code = _compare_account(account, existing[account.id])
         if code is None:

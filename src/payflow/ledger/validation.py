@@ -25,7 +25,8 @@ _PHASE_SHIFT = 1
 _PHASE_EXCLUSIVE_OK = frozenset({0, 1, 2, 4})
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An int that is not a bool."""
     # bool is an int subclass; True is not an amount.
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -37,7 +38,7 @@ def check_fields(transfer: Transfer, *, allow_expiry: bool = False) -> R | None:
     if transfer.id == NIL_ID:
         return R.ID_MUST_NOT_BE_ZERO
     flags = transfer.flags
-    if not _is_int(flags) or flags < 0:
+    if not is_int(flags) or flags < 0:
         return R.FLAGS_INVALID
     flags = int(flags)
     if flags & ~(_CLIENT | (_EXPIRY if allow_expiry else 0)):
@@ -56,7 +57,7 @@ def check_fields(transfer: Transfer, *, allow_expiry: bool = False) -> R | None:
         code = _check_amount(transfer.amount, optional=resolving)
     if code is None:
         code = _check_currency(transfer.currency, optional=resolving)
-    if code is None and (not _is_int(transfer.code) or not 0 <= transfer.code <= CODE_MAX):
+    if code is None and (not is_int(transfer.code) or not 0 <= transfer.code <= CODE_MAX):
         code = R.CODE_INVALID
     return code
 
@@ -76,7 +77,7 @@ def _check_pending_id(transfer: Transfer, *, resolving: bool) -> R | None:
 
 def _check_timeout(transfer: Transfer) -> R | None:
     timeout_s = transfer.timeout_s
-    if not _is_int(timeout_s) or not 0 <= timeout_s <= TIMEOUT_S_MAX:
+    if not is_int(timeout_s) or not 0 <= timeout_s <= TIMEOUT_S_MAX:
         return R.TIMEOUT_INVALID
     if timeout_s and not transfer.flags & _PENDING:
         return R.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
@@ -102,7 +103,7 @@ def _check_accounts(transfer: Transfer, *, resolving: bool) -> R | None:
 def _check_amount(amount: object, *, optional: bool) -> R | None:
     if amount is None and optional:
         return None
-    if not _is_int(amount):
+    if not is_int(amount):
         return R.AMOUNT_MUST_BE_INTEGER
     assert isinstance(amount, int)
     if amount < 0:
@@ -115,7 +116,7 @@ def _check_amount(amount: object, *, optional: bool) -> R | None:
 
 
 def _check_currency(currency: object, *, optional: bool) -> R | None:
-    if currency is None:
+    if currency is None or currency == "":
         return None if optional else R.CURRENCY_MUST_NOT_BE_EMPTY
     return None if is_currency(currency) else R.CURRENCY_UNKNOWN
 
@@ -131,8 +132,16 @@ def compare_existing(transfer: Transfer, existing: Transfer) -> R:
     if transfer.pending_id != existing.pending_id and transfer.pending_id != NIL_ID:
         return R.EXISTS_WITH_DIFFERENT_PENDING_ID
     checks = (
-        (transfer.debit_account_id, existing.debit_account_id, R.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID),
-        (transfer.credit_account_id, existing.credit_account_id, R.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID),
+        (
+            transfer.debit_account_id,
+            existing.debit_account_id,
+            R.EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
+        ),
+        (
+            transfer.credit_account_id,
+            existing.credit_account_id,
+            R.EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID,
+        ),
         (transfer.amount, existing.amount, R.EXISTS_WITH_DIFFERENT_AMOUNT),
         (transfer.currency, existing.currency, R.EXISTS_WITH_DIFFERENT_CURRENCY),
     )

@@ -22,7 +22,10 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("code", sa.Integer(), nullable=False),
         sa.Column("flags", sa.Integer(), nullable=False),
-        *(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0") for name in COUNTERS),
+        *(
+            sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
+            for name in COUNTERS
+        ),
         sa.Column("metadata", sa.JSON(), nullable=True),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("last_transfer_timestamp", sa.BigInteger(), nullable=False, server_default="0"),
@@ -55,12 +58,20 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
         sa.CheckConstraint("debit_account_id <> credit_account_id", name="accounts_different"),
-        sa.CheckConstraint("(pending_id IS NULL) = ((flags & 12) = 0)", name="pending_id_iff_post_or_void"),
+        sa.CheckConstraint(
+            "(pending_id IS NULL) = ((flags & 12) = 0)", name="pending_id_iff_post_or_void"
+        ),
         sa.CheckConstraint("timeout_s >= 0", name="timeout_not_negative"),
     )
-    op.create_index("ledger_transfers_pending_id_key", "ledger_transfers", ["pending_id"], unique=True)
-    op.create_index("ledger_transfers_debit_account", "ledger_transfers", ["debit_account_id", "timestamp"])
-    op.create_index("ledger_transfers_credit_account", "ledger_transfers", ["credit_account_id", "timestamp"])
+    op.create_index(
+        "ledger_transfers_pending_id_key", "ledger_transfers", ["pending_id"], unique=True
+    )
+    op.create_index(
+        "ledger_transfers_debit_account", "ledger_transfers", ["debit_account_id", "timestamp"]
+    )
+    op.create_index(
+        "ledger_transfers_credit_account", "ledger_transfers", ["credit_account_id", "timestamp"]
+    )
     op.create_table(
         "ledger_pending_expiries",
         sa.Column("transfer_id", sa.Uuid(), sa.ForeignKey("ledger_transfers.id"), primary_key=True),
