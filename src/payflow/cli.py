@@ -86,7 +86,7 @@ def bench_ledger(
     distributions: Annotated[str, typer.Option(help="uniform, hot, hot-credit")] = (
         "uniform,hot,hot-credit"
     ),
-    clients: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    clients: Annotated[int, typer.Option(min=1, max=64)] = 2,
     processes: Annotated[int, typer.Option(min=1, max=16, help="OS processes for clients")] = 2,
     seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 5.0,
     accounts: Annotated[int, typer.Option(min=10_000, max=10_000_000)] = 10_000,
