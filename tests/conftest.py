@@ -64,13 +64,17 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+async def assert_audit_passes(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        report = await audit(conn)
+    assert report.ok, report.violations
+
+
 @pytest.fixture
 async def db(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """The engine for one test; the ledger audit must pass when the test is done."""
     yield engine
-    async with engine.begin() as conn:
-        report = await audit(conn)
-    assert report.ok, report.violations
+    await assert_audit_passes(engine)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +88,4 @@ async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
 async def pg_db(pg_engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     """PostgreSQL only (row locks across connections and processes); audited afterwards."""
     yield pg_engine
-    async with pg_engine.begin() as conn:
-        report = await audit(conn)
-    assert report.ok, report.violations
+    await assert_audit_passes(pg_engine)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.errors import PayFlowError
@@ -80,19 +80,23 @@ def _account(row: object) -> Account:
 
 
 def _transfer(row: object) -> Transfer:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Transfer(
-        id=m["id"],
-        debit_account_id=m["debit_account_id"],
-        credit_account_id=m["credit_account_id"],
-        amount=m["amount"],
-        currency=m["currency"],
-        code=m["code"],
-        flags=m["flags"],
-        pending_id=m["pending_id"],
-        timeout_s=m["timeout_s"],
-        timestamp=m["timestamp"],
+    # The table's columns are the record's fields, by name.
+    return Transfer(**row._mapping)  # type: ignore[attr-defined]
+
+
+def _after(timestamp: ColumnElement[int], tiebreak: ColumnElement[Any], cursor: Cursor) -> Any:
+    """Rows strictly after `cursor` in (timestamp, id) order."""
+    return or_(
+        timestamp > cursor.timestamp,
+        and_(timestamp == cursor.timestamp, tiebreak > cursor.id),
     )
+
+
+def _page(items: list[T], limit: int, position: Callable[[T], Cursor]) -> Page[T]:
+    """The first `limit` of `items` (fetched with one more to learn if more follow)."""
+    if len(items) <= limit:
+        return Page(items, None)
+    return Page(items[:limit], position(items[limit - 1]))
 
 
 async def lookup_accounts(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> list[Account]:
@@ -146,35 +150,18 @@ async def get_account_transfers(
     for column in (table.c.debit_account_id, table.c.credit_account_id):
         query = select(table).where(column == account_id)
         if after is not None:
-            query = query.where(
-                or_(
-                    table.c.timestamp > after.timestamp,
-                    and_(table.c.timestamp == after.timestamp, table.c.id > after.id),
-                )
-            )
+            query = query.where(_after(table.c.timestamp, table.c.id, after))
         pages.append(query.order_by(table.c.timestamp, table.c.id).limit(limit + 1))
     rows = [
         *await conn.execute(pages[0]),
         *await conn.execute(pages[1]),
     ]
     items = sorted(map(_transfer, rows), key=lambda t: (t.timestamp, t.id.int))[: limit + 1]
-    more = len(items) > limit
-    items = items[:limit]
-    cursor = Cursor(items[-1].timestamp, items[-1].id) if more else None
-    return Page(items, cursor)
+    return _page(items, limit, lambda t: Cursor(t.timestamp, t.id))
 
 
 def _snapshot(row: object) -> BalanceSnapshot:
-    m = row._mapping  # type: ignore[attr-defined]
-    return BalanceSnapshot(
-        account_id=m["account_id"],
-        transfer_id=m["transfer_id"],
-        timestamp=m["timestamp"],
-        debits_pending=m["debits_pending"],
-        debits_posted=m["debits_posted"],
-        credits_pending=m["credits_pending"],
-        credits_posted=m["credits_posted"],
-    )
+    return BalanceSnapshot(**row._mapping)  # type: ignore[attr-defined]
 
 
 async def get_account_history(
@@ -189,20 +176,12 @@ async def get_account_history(
     table = models.account_balances
     query = select(table).where(table.c.account_id == account_id)
     if after is not None:
-        query = query.where(
-            or_(
-                table.c.timestamp > after.timestamp,
-                and_(table.c.timestamp == after.timestamp, table.c.transfer_id > after.id),
-            )
-        )
+        query = query.where(_after(table.c.timestamp, table.c.transfer_id, after))
     rows = await conn.execute(
         query.order_by(table.c.timestamp, table.c.transfer_id).limit(limit + 1)
     )
     items = [_snapshot(row) for row in rows]
-    more = len(items) > limit
-    items = items[:limit]
-    cursor = Cursor(items[-1].timestamp, items[-1].transfer_id) if more else None
-    return Page(items, cursor)
+    return _page(items, limit, lambda s: Cursor(s.timestamp, s.transfer_id))
 
 
 async def get_account_balance_at(
