@@ -353,12 +353,12 @@ def _check_overflow(
 
 
 def _check_matches_pending(transfer: Transfer, pending: Transfer) -> R | None:
-    # None and the nil id both mean "as in the pending transfer".
+    # None, the nil id and "" all mean "as in the pending transfer".
     if transfer.debit_account_id not in (None, NIL_ID, pending.debit_account_id):
         return R.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
     if transfer.credit_account_id not in (None, NIL_ID, pending.credit_account_id):
         return R.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
-    if transfer.currency is not None and transfer.currency != pending.currency:
+    if transfer.currency not in (None, "", pending.currency):
         return R.PENDING_TRANSFER_HAS_DIFFERENT_CURRENCY
     if transfer.code and transfer.code != pending.code:
         return R.PENDING_TRANSFER_HAS_DIFFERENT_CODE

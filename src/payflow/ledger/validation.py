@@ -146,7 +146,7 @@ def compare_existing(transfer: Transfer, existing: Transfer) -> R:
         (transfer.currency, existing.currency, R.EXISTS_WITH_DIFFERENT_CURRENCY),
     )
     for requested, stored, code in checks:
-        if requested is not None and requested != NIL_ID and requested != stored:
+        if requested not in (None, NIL_ID, "") and requested != stored:
             return code
     if transfer.code and transfer.code != existing.code:
         return R.EXISTS_WITH_DIFFERENT_CODE
