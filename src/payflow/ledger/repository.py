@@ -258,13 +258,13 @@ async def write_batch(
     last_timestamp: int,
 ) -> None:
     """Write a batch's transfers, account counters, history and expiry changes."""
+    if not writes.transfers:
+        return  # every transfer failed: nothing changed
     account_rows = [
         (a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
         for a in accounts
         if a.touched
     ]
-    if not writes.transfers:
-        return
     # A Transfer is a named tuple in column order: it is its own row.
     transfer_rows: list[tuple[Any, ...]] = writes.transfers  # type: ignore[assignment]
     history_rows = [
