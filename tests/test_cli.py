@@ -114,3 +114,20 @@ class TestBenchLedger:
     def test_rejects_an_unknown_distribution(self) -> None:
         result = runner.invoke(app, ["bench", "ledger", "--distributions", "zipf"])
         assert result.exit_code != 0
+
+
+class TestMigrations:
+    def test_down_to_base_and_up_again(self, tmp_path: Path) -> None:
+        """Every revision can be undone: the schema goes away and comes back."""
+        from payflow.migrate import downgrade, upgrade
+
+        url = _sqlite_url(tmp_path)
+        upgrade(url)
+        downgrade(url)
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert not {t for t in tables if t.startswith("ledger_")}
+        upgrade(url)
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert "ledger_transfers" in tables

@@ -1,6 +1,6 @@
 """Engines for PostgreSQL (asyncpg) and SQLite (aiosqlite, WAL, `BEGIN IMMEDIATE`).
 
-Entrypoints own transactions: `transaction(engine)` opens one, and `run_in_transaction`
+Entrypoints own transactions: `engine.begin()` opens one, and `run_in_transaction`
 also retries the work when the database reports a conflict that a retry resolves
 (deadlock, serialization failure, a concurrent insert of the same idempotency key).
 """
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -100,13 +99,6 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     if adapter._transaction is None:
         await adapter._start_transaction()
     return fairy.driver_connection
-
-
-@asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """One database transaction: committed when the block ends, rolled back on error."""
-    async with engine.begin() as conn:
-        yield conn
 
 
 def is_retryable(error: BaseException) -> bool:
