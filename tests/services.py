@@ -39,3 +39,27 @@ def ensure_postgresql(timeout_s: float = 60) -> None:
         f"PostgreSQL is not listening on {PG_HOST}:{PG_PORT} and could not be started"
         f" (clusters: {glob.glob('/etc/postgresql/*')})"
     )
+
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+
+
+def ensure_redis(timeout_s: float = 30) -> None:
+    """Start the machine's Redis if it is down; fail loudly if it will not come up."""
+    if is_listening(REDIS_HOST, REDIS_PORT):
+        return
+    os.makedirs("/var/lib/redis", exist_ok=True)
+    os.makedirs("/var/log/redis", exist_ok=True)
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
+         str(REDIS_PORT), "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+         "--logfile", "/var/log/redis/ci.log"],
+        check=False,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if is_listening(REDIS_HOST, REDIS_PORT):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"Redis is not listening on {REDIS_HOST}:{REDIS_PORT} and could not be started")

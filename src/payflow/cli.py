@@ -76,6 +76,64 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: PAYFLOW_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PAYFLOW_API_PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+) -> None:
+    """Serve the HTTP API (after migrating the database) with `workers` processes."""
+    from payflow.api.server import run_api
+
+    settings = get_settings()
+    run_api(
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        access_log=access_log,
+    )
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Load demo users and money moves")] = False,
+    host: Annotated[str | None, typer.Option(help="Default: PAYFLOW_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PAYFLOW_API_PORT")] = None,
+) -> None:
+    """Run PayFlow in one process: API, hold expiry, audits (SQLite by default)."""
+    from payflow.api.server import run_up
+
+    settings = get_settings()
+    run_up(console, host=host or settings.api_host, port=port or settings.api_port, demo=demo)
+
+
+@app.command("create-operator")
+def create_operator(
+    email: Annotated[str, typer.Option(prompt=True)],
+    name: Annotated[str, typer.Option(prompt=True)],
+    handle: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create an operator account (operators cannot register through the API)."""
+    from payflow.identity.commands import run_create_operator
+
+    ok = asyncio.run(
+        run_create_operator(console, email=email, name=name, handle=handle, password=password)
+    )
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("rotate-signing-key")
+def rotate_signing_key() -> None:
+    """Start signing access tokens with a new key; tokens signed by older keys stay valid
+    until they expire."""
+    from payflow.identity.commands import run_rotate_signing_key
+
+    kid = asyncio.run(run_rotate_signing_key())
+    console.print(f"new signing key {kid}; API processes pick it up within a minute")
+
+
 @bench_app.command("ledger")
 def bench_ledger(
     database_url: Annotated[
@@ -106,6 +164,39 @@ def bench_ledger(
         seconds=seconds,
         accounts=accounts,
         pgbench_scale=pgbench_scale,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+
+
+@bench_app.command("api")
+def bench_api(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="A PostgreSQL server (the bench makes and drops its own databases)."),
+    ] = None,
+    clients: Annotated[int, typer.Option(min=1, max=1024, help="Concurrent users")] = 32,
+    server_processes: Annotated[str, typer.Option(help="Comma-separated API process counts")] = (
+        "1,2"
+    ),
+    seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 10.0,
+    pgbench_scale: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    hot: Annotated[bool, typer.Option(help="Also run the one-recipient variant")] = True,
+    embedded: Annotated[bool, typer.Option(help="Also run the embedded (SQLite) figure")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Transfers/s through the HTTP API on PostgreSQL, next to pgbench tpcb-like."""
+    from payflow.bench.api import run_api_bench
+
+    report = run_api_bench(
+        console=Console(stderr=True) if as_json else console,
+        server_url=database_url,
+        clients=clients,
+        server_processes=[int(x) for x in server_processes.split(",") if x],
+        seconds=seconds,
+        pgbench_scale=pgbench_scale,
+        hot=hot,
+        embedded=embedded,
     )
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")

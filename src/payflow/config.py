@@ -42,6 +42,56 @@ class Settings(BaseSettings):
     ledger_lock_escalation_accounts: int = Field(default=256, ge=1, le=1_000_000)
     ledger_expiry_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
+    # HTTP API (docs/api.md, docs/configuration.md).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    # Open connections per API process; beyond it new ones get 503 at once.
+    api_connections_max: int = Field(default=1000, ge=1, le=100_000)
+    api_body_bytes_max: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    api_page_size_max: int = Field(default=100, ge=1, le=1000)
+    # The micro-batcher: concurrent money-moving requests share one ledger batch.
+    api_batch_size_max: int = Field(default=512, ge=1, le=4095)
+    # How long the first request of a batch may wait for company; 0 = flush as soon as
+    # a flusher is free (batches then grow only while earlier ones are committing).
+    api_batch_wait_ms_max: float = Field(default=0.0, ge=0, le=100)
+    # Batches in flight at once per process (SQLite always uses one).
+    api_batch_concurrency: int = Field(default=2, ge=1, le=64)
+    # Requests waiting for a batch; beyond this the API answers 503 at once.
+    api_batch_queue_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Graceful shutdown: how long in-flight requests get to finish.
+    api_shutdown_timeout_s: float = Field(default=15.0, ge=0, le=600)
+
+    # Identity.
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
+    # argon2id cost (RFC 9106's second recommended option by default); lower only in tests.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65_536, ge=8, le=4 * 1024 * 1024)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+
+    # Idempotency keys are kept at least this long (IETF draft: clients retry for a day).
+    idempotency_ttl_s: int = Field(default=86_400, ge=86_400, le=30 * 86_400)
+    # An in-flight key whose process died is taken over after this long.
+    idempotency_lock_s: float = Field(default=60.0, ge=1, le=3600)
+
+    # Rate limits: requests per window per principal and route.
+    rate_limit_requests: int = Field(default=600, ge=1, le=10_000_000)
+    rate_limit_window_s: int = Field(default=60, ge=1, le=86_400)
+    # Unauthenticated auth routes, per client address.
+    rate_limit_auth_requests: int = Field(default=60, ge=1, le=10_000_000)
+    # Login brute-force protection: failed logins per e-mail before it is locked out.
+    login_failures_max: int = Field(default=5, ge=1, le=1000)
+    login_lockout_s: int = Field(default=900, ge=1, le=86_400)
+
+    # Wallet top-ups from the user's linked (simulated) bank: the largest single top-up.
+    topup_amount_max: int = Field(default=10_000_000, ge=1)
+    # Background sweeps run by `payflow api` / `payflow up`.
+    sweep_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # The periodic ledger audit whose last result /health shows; 0 turns it off.
+    audit_interval_s: float = Field(default=300.0, ge=0, le=86_400)
+    # Tests that drive sweeps themselves turn the background tasks off.
+    background_tasks: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _normalize(cls, value: str) -> str:

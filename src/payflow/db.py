@@ -8,8 +8,9 @@ also retries the work when the database reports a conflict that a retry resolves
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -24,6 +25,7 @@ T = TypeVar("T")
 # (two transactions inserted the same client-chosen id; the retry reports "exists").
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_OPTION = "payflow_read_only"
 
 
 class Conflict(Exception):
@@ -72,7 +74,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (see `read`) begin deferred: a snapshot, no write lock, so a request
+        # holding a read connection never blocks a writer (or itself) on the one lock.
+        deferred = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+@contextlib.asynccontextmanager
+async def read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only. On SQLite it takes no write lock."""
+    async with engine.connect() as conn:
+        yield await conn.execution_options(**{READ_ONLY_OPTION: True})
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:

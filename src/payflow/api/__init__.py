@@ -1,0 +1,1 @@
+"""PayFlow's HTTP API."""

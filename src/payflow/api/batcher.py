@@ -1,0 +1,117 @@
+"""A bounded micro-batcher: concurrent callers' items are flushed together, each caller
+still getting its own result.
+
+Batches form by themselves under load: a flush starts as soon as a flusher is free and
+takes everything queued (up to `size_max`), so while one batch commits the next one
+fills. `wait_s_max` optionally lets the first item wait a little longer for company.
+Everything is bounded: batch size, flushes in flight, queue length (beyond it, callers
+get 503 at once instead of queueing without end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from payflow.errors import PayFlowError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatcherStats:
+    batches: int = 0
+    items: int = 0
+    size_max_seen: int = 0
+    rejected: int = 0
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.items += size
+        self.size_max_seen = max(self.size_max_seen, size)
+
+
+@dataclass
+class MicroBatcher(Generic[T, R]):
+    flush: Callable[[list[T]], Awaitable[list[R]]]
+    size_max: int
+    concurrency: int
+    queue_max: int
+    wait_s_max: float = 0.0
+    name: str = "batcher"
+    stats: BatcherStats = field(default_factory=BatcherStats)
+
+    def __post_init__(self) -> None:
+        assert self.size_max >= 1 and self.concurrency >= 1 and self.queue_max >= 1
+        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._ready = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.name}-dispatch")
+
+    async def submit(self, item: T) -> R:
+        """Queue `item` for the next batch and wait for its own result."""
+        if self._closed:
+            raise PayFlowError("shutting_down", "the server is shutting down", http_status=503)
+        if len(self._queue) >= self.queue_max:
+            self.stats.rejected += 1
+            raise PayFlowError(
+                "overloaded", "too many requests in flight; retry shortly", http_status=503
+            )
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._ready.set()
+        # A caller that goes away (client disconnect) must not cancel the item: it may
+        # already be in a batch that commits. Shielding lets the batch finish regardless.
+        return await asyncio.shield(future)
+
+    async def _dispatch(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            await self._slots.acquire()
+            if self.wait_s_max > 0 and len(self._queue) < self.size_max:
+                await asyncio.sleep(self.wait_s_max)
+            batch = [self._queue.popleft() for _ in range(min(self.size_max, len(self._queue)))]
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._flush(batch), name=f"{self.name}-flush")
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            self.stats.record(len(batch))
+            results = await self.flush([item for item, _ in batch])
+            assert len(results) == len(batch), "flush must return one result per item"
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except Exception as error:
+            log.exception("%s: a batch of %d failed", self.name, len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        """Stop taking items; finish every queued and in-flight one."""
+        self._closed = True
+        self._ready.set()
+        await self._dispatcher
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)

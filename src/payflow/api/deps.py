@@ -1,0 +1,168 @@
+"""Request dependencies: who is calling, may they, how often, and money-moving requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payflow.api.idempotency import Claim, check_key, fingerprint
+from payflow.api.ledger_batch import LedgerWork
+from payflow.api.problems import PROBLEM_CONTENT_TYPE
+from payflow.api.ratelimit import Decision, Policy
+from payflow.api.replies import Reply
+from payflow.api.state import AppState
+from payflow.db import read
+from payflow.errors import PayFlowError
+from payflow.identity import service as identity
+from payflow.identity.domain import Principal, Role
+from payflow.identity.service import API_KEY_PREFIX
+from payflow.identity.tokens import decode_access_token
+
+bearer = HTTPBearer(auto_error=False, description="An access token, or a merchant API key")
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.payflow
+    return state
+
+
+State = Annotated[AppState, Depends(app_state)]
+
+
+async def connection(state: State) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads; each statement sees committed data."""
+    async with read(state.engine) as conn:
+        yield conn
+
+
+Conn = Annotated[AsyncConnection, Depends(connection)]
+
+
+def remember_rate_limit(request: Request, decision: Decision) -> None:
+    """Headers for the response (added by the middleware); 429 if refused."""
+    request.state.rate_limit_headers = decision.headers()
+    if not decision.allowed:
+        raise PayFlowError(
+            "rate_limited",
+            f"too many requests; retry in {decision.reset_s} s",
+            http_status=429,
+        )
+
+
+async def _authenticate(state: AppState, token: str) -> Principal:
+    if token.startswith(API_KEY_PREFIX + "_"):
+        cached = state.api_keys.get(token)
+        if cached is not None:
+            return cached
+        async with read(state.engine) as conn:
+            user = await identity.authenticate_api_key(conn, token)
+        if user is None:
+            raise PayFlowError(
+                "invalid_api_key", "the API key is invalid or revoked", http_status=401
+            )
+        principal = Principal(user_id=user.id, role=user.role, api_key_id=_key_id(token))
+        state.api_keys.put(token, principal)
+        return principal
+    return await decode_access_token(state.keys, state.engine, token)
+
+
+def _key_id(token: str) -> Any:
+    from payflow.identity.tokens import parse_secret
+
+    parsed = parse_secret(API_KEY_PREFIX, token)
+    assert parsed is not None
+    return parsed[0]
+
+
+async def authenticated(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, rate limited per principal and route."""
+    if credentials is None:
+        raise PayFlowError(
+            "unauthenticated", "send Authorization: Bearer <token or API key>", http_status=401
+        )
+    principal = await _authenticate(state, credentials.credentials)
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    policy = Policy(
+        "default", state.settings.rate_limit_requests, state.settings.rate_limit_window_s
+    )
+    decision = await state.limiter.hit(f"{principal.scope}:{request.method} {path}", policy)
+    remember_rate_limit(request, decision)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def role_required(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Caller) -> Principal:
+        if principal.role not in roles:
+            raise PayFlowError(
+                "forbidden",
+                f"this needs the {' or '.join(r.value for r in roles)} role",
+                http_status=403,
+            )
+        return principal
+
+    return check
+
+
+Operator = Annotated[Principal, Depends(role_required(Role.OPERATOR))]
+
+
+def reply_response(reply: Reply, *, replayed: bool = False) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    media_type = PROBLEM_CONTENT_TYPE if reply.status >= 400 else "application/json"
+    return JSONResponse(
+        reply.body, status_code=reply.status, headers=headers, media_type=media_type
+    )
+
+
+Plan = Callable[[AsyncConnection, Claim], Awaitable[LedgerWork]]
+
+
+async def move_money(
+    request: Request, state: AppState, principal: Principal, body: BaseModel | None, plan: Plan
+) -> Response:
+    """Run a money-moving request under its Idempotency-Key.
+
+    `plan` does the reads and checks (raising PayFlowError for the client's mistakes) and
+    returns the ledger work; the micro-batcher commits it with the stored reply.
+    """
+    key = check_key(request.headers.get("Idempotency-Key"))
+    payload = body.model_dump(mode="json") if body is not None else None
+    begun = await state.idempotency.begin(
+        principal.scope, key, fingerprint(request.method, request.url.path, payload)
+    )
+    if isinstance(begun, Reply):
+        return reply_response(begun, replayed=True)
+    try:
+        try:
+            async with read(state.engine) as conn:
+                work = await plan(conn, begun)
+        except PayFlowError as error:
+            reply = Reply.error(error)
+            await state.idempotency.finish(begun, reply)
+            return reply_response(reply)
+        return reply_response(await state.ledger.submit(work))
+    except asyncio.CancelledError:
+        # The batch may still commit and store the reply; the claim must stay (its lock
+        # expires if it does not).
+        raise
+    except Exception:
+        # Only a claim still in flight is dropped: a committed reply is never deleted.
+        await state.idempotency.abandon(begun)
+        raise
+    finally:
+        state.idempotency.release_local(principal.scope, key)

@@ -1,0 +1,70 @@
+"""Operations routes: liveness with the last ledger audit, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import text
+
+from payflow import __version__
+from payflow.api.deps import State
+from payflow.api.state import AppState
+from payflow.db import read
+from payflow.timestamps import to_rfc3339
+
+router = APIRouter(tags=["operations"])
+
+
+def _audit(state: AppState) -> dict[str, Any]:
+    status = state.audit
+    return {
+        "ok": status.report.ok if status.report is not None else None,
+        "checked_at": to_rfc3339(status.checked_at_ns) if status.checked_at_ns else None,
+        "duration_ms": status.duration_ms,
+        "violations": len(status.report.violations) if status.report is not None else None,
+        "error": status.error,
+    }
+
+
+@router.get("/health")
+async def health(state: State) -> dict[str, Any]:
+    """Alive, with the last periodic ledger audit (it runs in the background, never per
+    request)."""
+    return {"status": "ok", "version": __version__, "ledger_audit": _audit(state)}
+
+
+@router.get("/ready", responses={503: {"description": "The database is unreachable"}})
+async def ready(state: State) -> PlainTextResponse:
+    """Ready to serve: the database answers."""
+    try:
+        async with read(state.engine) as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as error:
+        return PlainTextResponse(f"not ready: {type(error).__name__}\n", status_code=503)
+    return PlainTextResponse("ready\n")
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(state: State) -> PlainTextResponse:
+    """Prometheus text format."""
+    lines = [
+        "# TYPE payflow_http_responses_total counter",
+        *(
+            f'payflow_http_responses_total{{method="{m}",route="{r}",status="{s}"}} {n}'
+            for (m, r, s), n in sorted(state.responses.items())
+        ),
+        "# TYPE payflow_ledger_batches_total counter",
+        f"payflow_ledger_batches_total {state.ledger.stats.batches}",
+        "# TYPE payflow_ledger_batched_requests_total counter",
+        f"payflow_ledger_batched_requests_total {state.ledger.stats.items}",
+        "# TYPE payflow_ledger_batch_size_max gauge",
+        f"payflow_ledger_batch_size_max {state.ledger.stats.size_max_seen}",
+        "# TYPE payflow_overloaded_total counter",
+        f"payflow_overloaded_total {state.ledger.stats.rejected}",
+        "# TYPE payflow_ledger_audit_ok gauge",
+    ]
+    report = state.audit.report
+    lines.append(f"payflow_ledger_audit_ok {int(report.ok) if report is not None else -1}")
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

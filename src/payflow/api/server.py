@@ -1,0 +1,85 @@
+"""Running the API: `payflow api` (any number of processes) and `payflow up` (everything
+in one process on the embedded default, optionally with demo data)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from fastapi import FastAPI
+from rich.console import Console
+from uvicorn.supervisors import Multiprocess
+
+from payflow.config import Settings, get_settings
+from payflow.migrate import upgrade
+
+
+def app_factory() -> FastAPI:
+    """For uvicorn's `--factory` (each worker process builds its own app)."""
+    from payflow.api.app import create_app
+
+    return create_app()
+
+
+def _config(
+    settings: Settings, *, host: str, port: int, workers: int, access_log: bool
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        "payflow.api.server:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level="info",
+        # Graceful shutdown: stop accepting, let in-flight requests finish this long,
+        # then the lifespan drains the micro-batchers before closing the database.
+        timeout_graceful_shutdown=int(settings.api_shutdown_timeout_s),
+        # Bounded: beyond this many open connections new ones are refused with 503.
+        limit_concurrency=settings.api_connections_max,
+    )
+
+
+def run_api(*, host: str, port: int, workers: int, access_log: bool) -> None:
+    """Migrate, then serve the API with `workers` processes."""
+    settings = get_settings()
+    upgrade(settings.database_url)
+    config = _config(settings, host=host, port=port, workers=workers, access_log=access_log)
+    if workers > 1:
+        # uvicorn's supervisor starts `workers` processes sharing the socket; each builds
+        # its own app from the same environment.
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    uvicorn.Server(config).run()
+
+
+async def _serve_up(console: Console, *, host: str, port: int, demo: bool) -> None:
+    settings = get_settings()
+    server = uvicorn.Server(_config(settings, host=host, port=port, workers=1, access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving
+            return
+        await asyncio.sleep(0.05)
+    base = f"http://{host}:{port}"
+    if demo:
+        from payflow.api.demo import load_demo
+
+        await load_demo(console, base)
+    console.print(f"[bold green]PayFlow is up[/bold green] on {settings.database_url}")
+    console.print(f"  API          {base}/v1")
+    console.print(f"  API docs     {base}/docs   (OpenAPI: {base}/openapi.json)")
+    console.print(f"  Health       {base}/health")
+    console.print("  Dashboard    not built yet: use the API docs page above")
+    console.print("Ctrl-C stops it (in-flight requests finish first).")
+    await serving
+
+
+def run_up(console: Console, *, host: str, port: int, demo: bool) -> None:
+    """Migrate the embedded database and run everything in this one process."""
+    upgrade(get_settings().database_url)
+    asyncio.run(_serve_up(console, host=host, port=port, demo=demo))

@@ -1,0 +1,1 @@
+"""Operators: system accounts, audited manual adjustments, the ledger audit, the action log."""

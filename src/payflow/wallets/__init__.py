@@ -1,0 +1,1 @@
+"""Wallets: one ledger account per user per currency, addressed by handle or `handle@payflow`."""

@@ -1,0 +1,79 @@
+"""Wallets' types and the ledger codes PayFlow uses for its accounts and transfers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Final
+
+from payflow.ledger import Account
+
+ADDRESS_DOMAIN: Final = "payflow"
+
+
+class AccountCode(IntEnum):
+    """`code` of PayFlow's ledger accounts: what kind of account it is."""
+
+    WALLET = 1
+    # Money arriving from users' linked banks: goes negative as wallets are topped up.
+    BANK_CLEARING = 10
+    # Held money waiting to be captured or released.
+    HOLDS = 11
+    # The other side of operators' manual adjustments.
+    ADJUSTMENTS = 12
+
+
+class TransferCode(IntEnum):
+    """`code` of PayFlow's ledger transfers: why the money moved."""
+
+    P2P = 1
+    TOPUP = 2
+    HOLD = 3
+    CAPTURE = 4
+    ADJUSTMENT = 5
+
+
+class SystemAccount(StrEnum):
+    BANK_CLEARING = "bank_clearing"
+    HOLDS = "holds"
+    ADJUSTMENTS = "adjustments"
+
+
+SYSTEM_ACCOUNT_CODES: Final = {
+    SystemAccount.BANK_CLEARING: AccountCode.BANK_CLEARING,
+    SystemAccount.HOLDS: AccountCode.HOLDS,
+    SystemAccount.ADJUSTMENTS: AccountCode.ADJUSTMENTS,
+}
+
+
+def address_of(handle: str) -> str:
+    return f"{handle}@{ADDRESS_DOMAIN}"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """`posted`: settled money; `pending`: held (on its way out); `available`: spendable."""
+
+    posted: int
+    pending: int
+    available: int
+
+    @classmethod
+    def of(cls, account: Account) -> Balance:
+        return cls(
+            posted=account.balance, pending=account.debits_pending, available=account.available
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    handle: str
+    currency: str
+    created_at: int
+
+    @property
+    def address(self) -> str:
+        return address_of(self.handle)

@@ -1,0 +1,199 @@
+"""Wallets' use cases. Each takes the caller's connection and never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payflow.errors import PayFlowError
+from payflow.ids import uuid7
+from payflow.ledger import Account, AccountFlags, AccountResult, create_accounts, lookup_accounts
+from payflow.money import is_currency
+from payflow.timestamps import now_ns
+from payflow.wallets import models
+from payflow.wallets.domain import (
+    ADDRESS_DOMAIN,
+    SYSTEM_ACCOUNT_CODES,
+    AccountCode,
+    Balance,
+    SystemAccount,
+    Wallet,
+)
+
+_SYSTEM_NAMESPACE = uuid.UUID("6d1b8a52-4f0e-4c55-9f43-2f1f0c1d7a10")
+# (database, currency) pairs whose system accounts are known to exist.
+_ensured: set[tuple[str, str]] = set()
+
+
+def system_account_id(name: SystemAccount, currency: str) -> uuid.UUID:
+    """System accounts have derived ids: every process agrees on them without a lookup."""
+    return uuid.uuid5(_SYSTEM_NAMESPACE, f"{name.value}:{currency}")
+
+
+def _wallet(row: object) -> Wallet:
+    return Wallet(**row._mapping)  # type: ignore[attr-defined]
+
+
+def check_currency(currency: str) -> None:
+    if not is_currency(currency):
+        raise PayFlowError(
+            "currency_unknown", f"{currency!r} is not an ISO 4217 currency", http_status=422
+        )
+
+
+async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
+    """Create the platform's accounts for `currency` if missing (idempotent)."""
+    marker = (str(conn.engine.url), currency)
+    if marker in _ensured:
+        return
+    accounts = [
+        Account(id=system_account_id(name, currency), currency=currency, code=int(code))
+        for name, code in SYSTEM_ACCOUNT_CODES.items()
+    ]
+    results = await create_accounts(conn, accounts)
+    assert all(r in (AccountResult.OK, AccountResult.EXISTS) for r in results), results
+    table = models.system_accounts
+    known = set(
+        (await conn.execute(select(table.c.name).where(table.c.currency == currency))).scalars()
+    )
+    rows = [
+        {
+            "name": a_name.value,
+            "currency": currency,
+            "account_id": account.id,
+            "created_at": now_ns(),
+        }
+        for a_name, account in zip(SYSTEM_ACCOUNT_CODES, accounts, strict=True)
+        if a_name.value not in known
+    ]
+    if rows:
+        await conn.execute(insert(table), rows)
+    _ensured.add(marker)
+
+
+async def list_system_accounts(conn: AsyncConnection) -> list[tuple[str, Account]]:
+    """Every system account with its counters, by name and currency."""
+    table = models.system_accounts
+    rows = (await conn.execute(select(table).order_by(table.c.currency, table.c.name))).all()
+    accounts = {a.id: a for a in await lookup_accounts(conn, [r.account_id for r in rows])}
+    return [(r.name, accounts[r.account_id]) for r in rows if r.account_id in accounts]
+
+
+async def open_wallet(
+    conn: AsyncConnection, *, user_id: uuid.UUID, handle: str, currency: str
+) -> Wallet:
+    """A wallet for the user in `currency`; 409 `wallet_exists` if they have one."""
+    check_currency(currency)
+    table = models.wallets
+    existing = await conn.scalar(
+        select(table.c.id).where(table.c.user_id == user_id, table.c.currency == currency)
+    )
+    if existing is not None:
+        raise PayFlowError(
+            "wallet_exists", f"you already have a {currency} wallet", http_status=409
+        )
+    await ensure_system_accounts(conn, currency)
+    wallet = Wallet(
+        id=uuid7(), user_id=user_id, handle=handle, currency=currency, created_at=now_ns()
+    )
+    flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.HISTORY
+    [result] = await create_accounts(
+        conn, [Account(id=wallet.id, currency=currency, code=int(AccountCode.WALLET), flags=flags)]
+    )
+    assert result is AccountResult.OK, result
+    await conn.execute(
+        insert(table).values(
+            id=wallet.id,
+            user_id=user_id,
+            handle=handle,
+            currency=currency,
+            created_at=wallet.created_at,
+        )
+    )
+    return wallet
+
+
+async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet | None:
+    row = (
+        await conn.execute(select(models.wallets).where(models.wallets.c.id == wallet_id))
+    ).first()
+    return _wallet(row) if row is not None else None
+
+
+async def get_wallets(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
+    if not ids:
+        return {}
+    rows = await conn.execute(select(models.wallets).where(models.wallets.c.id.in_(set(ids))))
+    return {row.id: _wallet(row) for row in rows}
+
+
+async def list_wallets(conn: AsyncConnection, *, user_id: uuid.UUID) -> list[Wallet]:
+    table = models.wallets
+    rows = await conn.execute(
+        select(table).where(table.c.user_id == user_id).order_by(table.c.created_at)
+    )
+    return [_wallet(row) for row in rows]
+
+
+async def wallet_of(conn: AsyncConnection, *, user_id: uuid.UUID, currency: str) -> Wallet:
+    """The user's wallet in `currency`; 404 `wallet_not_found` if they have none."""
+    table = models.wallets
+    row = (
+        await conn.execute(
+            select(table).where(table.c.user_id == user_id, table.c.currency == currency)
+        )
+    ).first()
+    if row is None:
+        raise PayFlowError("wallet_not_found", f"you have no {currency} wallet", http_status=404)
+    return _wallet(row)
+
+
+async def balances(
+    conn: AsyncConnection, wallet_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Balance]:
+    return {a.id: Balance.of(a) for a in await lookup_accounts(conn, list(wallet_ids))}
+
+
+def _recipient_not_found(to: str) -> PayFlowError:
+    return PayFlowError("recipient_not_found", f"no PayFlow wallet for {to!r}", http_status=404)
+
+
+async def resolve_recipient(conn: AsyncConnection, to: str, *, currency: str) -> Wallet:
+    """The wallet `to` names: a wallet id (`wal_…`), an address `handle@payflow`, or a
+    handle. Addresses at other banks are payouts, not on-us transfers.
+    """
+    table = models.wallets
+    to = to.strip()
+    if to.startswith("wal_") or (len(to) == 36 and to.count("-") == 4):
+        try:
+            wallet_id = uuid.UUID(to.removeprefix("wal_"))
+        except ValueError:
+            raise _recipient_not_found(to) from None
+        wallet = await get_wallet(conn, wallet_id)
+        if wallet is None:
+            raise _recipient_not_found(to)
+        if wallet.currency != currency:
+            raise PayFlowError(
+                "currency_mismatch",
+                f"that wallet holds {wallet.currency}, not {currency}",
+                http_status=422,
+            )
+        return wallet
+    handle, at, domain = to.lower().partition("@")
+    if at and domain != ADDRESS_DOMAIN:
+        raise PayFlowError(
+            "recipient_off_us",
+            f"{to!r} is at another bank; payouts to other banks use POST /v1/payouts",
+            http_status=422,
+        )
+    row = (
+        await conn.execute(
+            select(table).where(table.c.handle == handle, table.c.currency == currency)
+        )
+    ).first()
+    if row is None:
+        raise _recipient_not_found(to)
+    return _wallet(row)
