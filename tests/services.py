@@ -52,9 +52,24 @@ def ensure_redis(timeout_s: float = 30) -> None:
     os.makedirs("/var/lib/redis", exist_ok=True)
     os.makedirs("/var/log/redis", exist_ok=True)
     subprocess.run(
-        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
-         str(REDIS_PORT), "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-         "--logfile", "/var/log/redis/ci.log"],
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            str(REDIS_PORT),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
         check=False,
     )
     deadline = time.monotonic() + timeout_s
@@ -62,4 +77,6 @@ def ensure_redis(timeout_s: float = 30) -> None:
         if is_listening(REDIS_HOST, REDIS_PORT):
             return
         time.sleep(0.2)
-    raise RuntimeError(f"Redis is not listening on {REDIS_HOST}:{REDIS_PORT} and could not be started")
+    raise RuntimeError(
+        f"Redis is not listening on {REDIS_HOST}:{REDIS_PORT} and could not be started"
+    )

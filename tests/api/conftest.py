@@ -52,13 +52,19 @@ class Server:
         self.client = httpx.AsyncClient(base_url=self.base_url, timeout=30)
 
 
-async def start_server(settings: Settings, backend: str) -> tuple[Server, Callable[[], Awaitable[None]]]:
+async def start_server(
+    settings: Settings, backend: str
+) -> tuple[Server, Callable[[], Awaitable[None]]]:
     """Start uvicorn in this event loop; returns the server and a stop function that
     shuts it down gracefully (as SIGTERM would)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-        lifespan="on", timeout_graceful_shutdown=10,
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
     )
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())
@@ -67,7 +73,9 @@ async def start_server(settings: Settings, backend: str) -> tuple[Server, Callab
             await task
             raise RuntimeError("the API server did not start")
         await asyncio.sleep(0.02)
-    server = Server(f"http://127.0.0.1:{port}", settings, create_engine(settings.database_url), backend)
+    server = Server(
+        f"http://127.0.0.1:{port}", settings, create_engine(settings.database_url), backend
+    )
 
     async def stop() -> None:
         await server.client.aclose()
@@ -133,26 +141,40 @@ def unique_handle(prefix: str = "u") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-async def register(client: httpx.AsyncClient, *, role: str = "customer", handle: str | None = None) -> User:
+async def register(
+    client: httpx.AsyncClient, *, role: str = "customer", handle: str | None = None
+) -> User:
     handle = handle or unique_handle()
     email = f"{handle}@example.com"
     response = await client.post(
         "/v1/auth/register",
-        json={"email": email, "password": PASSWORD, "name": handle.title(), "handle": handle, "role": role},
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "name": handle.title(),
+            "handle": handle,
+            "role": role,
+        },
     )
     assert response.status_code == 201, response.text
     user_id = response.json()["id"]
     return await login(client, email=email, handle=handle, user_id=user_id, role=role)
 
 
-async def login(client: httpx.AsyncClient, *, email: str, handle: str, user_id: str, role: str) -> User:
+async def login(
+    client: httpx.AsyncClient, *, email: str, handle: str, user_id: str, role: str
+) -> User:
     tokens = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert tokens.status_code == 200, tokens.text
     body = tokens.json()
-    wallets = await client.get("/v1/wallets", headers={"Authorization": f"Bearer {body['access_token']}"})
+    wallets = await client.get(
+        "/v1/wallets", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert wallets.status_code == 200, wallets.text
     wallet_id = wallets.json()[0]["id"] if wallets.json() else ""
-    return User(user_id, email, handle, role, body["access_token"], body["refresh_token"], wallet_id)
+    return User(
+        user_id, email, handle, role, body["access_token"], body["refresh_token"], wallet_id
+    )
 
 
 async def create_operator(server: Server) -> User:
@@ -166,7 +188,9 @@ async def create_operator(server: Server) -> User:
         user = await service.create_user(
             conn, email=email, password=PASSWORD, name="Operator", handle=handle, role=Role.OPERATOR
         )
-    return await login(server.client, email=email, handle=handle, user_id=f"usr_{user.id.hex}", role="operator")
+    return await login(
+        server.client, email=email, handle=handle, user_id=f"usr_{user.id.hex}", role="operator"
+    )
 
 
 async def topup(client: httpx.AsyncClient, user: User, amount: int) -> httpx.Response:
