@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -47,27 +48,32 @@ class BodyLimit:
                 return
         received = 0
         started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.bytes_max:
+                    # Answer here: the framework may catch the exception below and make
+                    # its own (400) response of it, which `guarded_send` then drops.
+                    if not started and not refused:
+                        refused = True
+                        await _send_problem(send, "body_too_large", detail, 413)
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_problem(send, "body_too_large", detail, 413)
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited_receive, guarded_send)
 
 
 class ResponseHeaders:

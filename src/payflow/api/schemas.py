@@ -5,12 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from payflow.api.idempotency import KEY_LENGTH_MAX
+from payflow.api.problems import responses
 from payflow.errors import PayFlowError
 from payflow.ids import parse_public_id
 from payflow.ledger import Cursor
 from payflow.money import AMOUNT_MAX
+
+INT64_MAX = 2**63 - 1
 
 
 class StrictModel(BaseModel):
@@ -19,6 +24,16 @@ class StrictModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # JSON can carry a NUL ("\u0000") that PostgreSQL text cannot store: refuse it
+        # here (a 422) rather than fail (a 500) when the text reaches the database.
+        # (Pydantic already refuses lone surrogates, which UTF-8 cannot encode.)
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
 
 
 Amount = Annotated[
@@ -30,6 +45,53 @@ Currency = Annotated[
 ]
 Note = Annotated[str, Field(min_length=1, max_length=140)]
 Limit = Annotated[int, Field(ge=1, le=100)]
+
+
+def idempotent() -> dict[str, Any]:
+    """`openapi_extra` for a money-moving POST: the `Idempotency-Key` header it requires.
+
+    Documented here rather than as a `Header()` parameter so that a missing key stays our
+    400 `idempotency_key_missing` (a required `Header()` would make it FastAPI's 422).
+    """
+    return {
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "description": "A unique key per intended effect, e.g. a UUID. A retry with "
+                "the same key and body replays the first response (`Idempotent-Replayed: "
+                "true`); the same key with another body is a 422; kept at least 24 h.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": KEY_LENGTH_MAX,
+                    "pattern": "^[!-~]([ -~]*[!-~])?$",
+                    "examples": ["5f0c2a4e-7d7b-4c36-9a55-3b0e7e1f0c11"],
+                },
+            }
+        ]
+    }
+
+
+def money_moving(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
+    """Route arguments for a money-moving POST answering `status` with `model`.
+
+    These routes return the reply (or its replay) as a `Response` themselves, so the
+    success body is declared here, with the Idempotency-Key header and every problem the
+    idempotency and ledger path can answer with (400 missing/invalid key or bad JSON,
+    404 unknown wallet/recipient/hold, 409 key in flight or hold no longer held, 413,
+    422 invalid or refused by the ledger, 503 overloaded or shutting down).
+    """
+    return {
+        "status_code": status,
+        "response_class": JSONResponse,
+        "responses": {
+            status: {"model": model, "description": "Done (or the replay of an earlier reply)"},
+            **responses(400, 401, 404, 409, 413, 422, 429, 503),
+        },
+        "openapi_extra": idempotent(),
+    }
 
 
 class Page(BaseModel):
@@ -44,9 +106,15 @@ def page(data: list[dict[str, Any]], cursor: Cursor | None) -> dict[str, Any]:
 
 
 def parse_cursor(after: str | None) -> Cursor | None:
+    """The `after` query parameter; a malformed cursor is a 422 `cursor_invalid`."""
     if after is None:
         return None
-    return Cursor.decode(after)
+    cursor = Cursor.decode(after)
+    # Cursor.decode accepts 19 digits, more than a signed 64-bit column holds; such a
+    # timestamp would overflow in the query (a 500), so it is refused here.
+    if cursor.timestamp > INT64_MAX:
+        raise PayFlowError("cursor_invalid", f"{after!r} is not a cursor", http_status=422)
+    return cursor
 
 
 def parse_id(prefix: str, text: str, *, not_found: str) -> uuid.UUID:
@@ -54,4 +122,5 @@ def parse_id(prefix: str, text: str, *, not_found: str) -> uuid.UUID:
     try:
         return parse_public_id(prefix, text)
     except PayFlowError:
-        raise PayFlowError(not_found, f"no such {prefix} {text!r}", http_status=404) from None
+        noun = not_found.removesuffix("_not_found").replace("_", " ")
+        raise PayFlowError(not_found, f"no such {noun} {text!r}", http_status=404) from None

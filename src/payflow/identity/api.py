@@ -28,7 +28,9 @@ from payflow.ids import format_public_id
 from payflow.timestamps import to_rfc3339
 from payflow.wallets.service import open_wallet
 
-router = APIRouter(prefix="/v1", tags=["identity"], responses=responses(400, 401, 413, 422, 429))
+router = APIRouter(prefix="/v1", tags=["identity"], responses=responses(429))
+# A JSON body: malformed (400), too large (413) or invalid (422).
+_BODY = (400, 413, 422)
 
 
 async def _limit_by_address(request: Request, state: AppState) -> None:
@@ -45,7 +47,7 @@ def _login_policy(state: AppState) -> Policy:
     return Policy("login-failures", settings.login_failures_max, settings.login_lockout_s)
 
 
-async def _token_pair(state: AppState, conn: Conn, principal: Principal, refresh: str) -> TokenPair:
+async def _token_pair(state: AppState, principal: Principal, refresh: str) -> TokenPair:
     ttl_s = state.settings.access_token_ttl_s
     if state.keys.active_kid is None:
         await state.keys.load(state.engine)
@@ -56,7 +58,7 @@ async def _token_pair(state: AppState, conn: Conn, principal: Principal, refresh
     )
 
 
-@router.post("/auth/register", status_code=201, responses=responses(409))
+@router.post("/auth/register", status_code=201, responses=responses(*_BODY, 409))
 async def register(body: RegisterBody, request: Request, state: State) -> UserOut:
     """Create a customer (or merchant) account and its wallet in the default currency."""
     await _limit_by_address(request, state)
@@ -75,7 +77,7 @@ async def register(body: RegisterBody, request: Request, state: State) -> UserOu
     return UserOut.of(user)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=responses(*_BODY, 401))
 async def login(body: LoginBody, request: Request, state: State, conn: Conn) -> TokenPair:
     """Exchange e-mail and password for an access token and a refresh token.
 
@@ -85,28 +87,29 @@ async def login(body: LoginBody, request: Request, state: State, conn: Conn) -> 
     await _limit_by_address(request, state)
     policy = _login_policy(state)
     lock_key = f"login:{normalize_email(body.email)}"
-    lockout = await state.limiter.peek(lock_key, policy)
-    if not lockout.allowed:
-        request.state.rate_limit_headers = lockout.headers()
+    # Every attempt is counted before the password is checked, and a success forgets the
+    # count: counting only after a failure would let concurrent guesses all pass the check.
+    attempt = await state.limiter.hit(lock_key, policy)
+    if not attempt.allowed:
+        request.state.rate_limit_headers = attempt.headers()
         raise PayFlowError(
             "login_locked",
-            f"too many failed logins for this e-mail; retry in {lockout.reset_s} s",
+            f"too many failed logins for this e-mail; retry in {attempt.reset_s} s",
             http_status=429,
         )
     user = await service.authenticate(conn, email=body.email, password=body.password)
     if user is None:
-        await state.limiter.hit(lock_key, policy)
         raise PayFlowError("invalid_credentials", "wrong e-mail or password", http_status=401)
     await state.limiter.reset(lock_key, policy)
     async with state.engine.begin() as tx:
         refresh = await service.issue_refresh_token(
             tx, user_id=user.id, ttl_s=state.settings.refresh_token_ttl_s
         )
-    return await _token_pair(state, conn, Principal(user.id, user.role), refresh.token)
+    return await _token_pair(state, Principal(user.id, user.role), refresh.token)
 
 
-@router.post("/auth/refresh")
-async def refresh(body: RefreshBody, request: Request, state: State, conn: Conn) -> TokenPair:
+@router.post("/auth/refresh", responses=responses(*_BODY, 401))
+async def refresh(body: RefreshBody, request: Request, state: State) -> TokenPair:
     """A new token pair; the refresh token presented is spent. Presenting a spent one
     again revokes every token of that login (reuse detection)."""
     await _limit_by_address(request, state)
@@ -118,10 +121,12 @@ async def refresh(body: RefreshBody, request: Request, state: State, conn: Conn)
         raise rotation.error
     assert rotation.user is not None and rotation.token is not None
     principal = Principal(rotation.user.id, rotation.user.role)
-    return await _token_pair(state, conn, principal, rotation.token.token)
+    return await _token_pair(state, principal, rotation.token.token)
 
 
-@router.post("/auth/logout", status_code=204, response_class=Response)
+@router.post(
+    "/auth/logout", status_code=204, response_class=Response, responses=responses(*_BODY, 401)
+)
 async def logout(body: RefreshBody, request: Request, state: State) -> Response:
     """Revoke the refresh token and every token rotated from the same login."""
     await _limit_by_address(request, state)
@@ -133,7 +138,7 @@ async def logout(body: RefreshBody, request: Request, state: State) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me")
+@router.get("/me", responses=responses(401))
 async def me(principal: Caller, conn: Conn) -> UserOut:
     """The calling user."""
     user = await service.get_user(conn, principal.user_id)
@@ -161,7 +166,7 @@ def _merchant_session(principal: Principal) -> None:
         )
 
 
-@router.post("/api-keys", status_code=201, responses=responses(403, 409))
+@router.post("/api-keys", status_code=201, responses=responses(*_BODY, 401, 403, 409))
 async def create_api_key(body: ApiKeyBody, principal: Caller, state: State) -> ApiKeyCreated:
     """A new merchant API key. The secret is in this response only; PayFlow keeps a hash."""
     _merchant_session(principal)
@@ -170,14 +175,14 @@ async def create_api_key(body: ApiKeyBody, principal: Caller, state: State) -> A
     return ApiKeyCreated(**_key_out(key).model_dump(), key=secret)
 
 
-@router.get("/api-keys", responses=responses(403))
+@router.get("/api-keys", responses=responses(401, 403))
 async def list_api_keys(principal: Caller, conn: Conn) -> list[ApiKeyOut]:
     """The merchant's API keys (never their secrets)."""
     _merchant_session(principal)
     return [_key_out(k) for k in await service.list_api_keys(conn, user_id=principal.user_id)]
 
 
-@router.delete("/api-keys/{key_id}", responses=responses(403, 404))
+@router.delete("/api-keys/{key_id}", responses=responses(401, 403, 404))
 async def revoke_api_key(key_id: str, principal: Caller, state: State) -> ApiKeyOut:
     """Revoke a key; requests with it fail within seconds (each process re-checks keys
     at most every 5 s)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,7 +19,9 @@ class Role(StrEnum):
 
 
 HANDLE_PATTERN: Final = r"^[a-z0-9_]{3,32}$"
-EMAIL_PATTERN: Final = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+# No whitespace or control characters anywhere: PostgreSQL cannot store NUL in text,
+# and an address with control characters is not one anybody can write to.
+EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 PASSWORD_LENGTH_MIN: Final = 8
 PASSWORD_LENGTH_MAX: Final = 128
 # Handles that would read as PayFlow itself in an address (`payflow@payflow`).
@@ -33,8 +36,23 @@ def normalize_email(email: str) -> str:
 
 
 def check_email(email: str) -> None:
-    if len(email) > 254 or not re.fullmatch(EMAIL_PATTERN, email):
+    if not is_email(email):
         raise PayFlowError("email_invalid", f"{email!r} is not an e-mail address", http_status=422)
+
+
+def is_email(email: str) -> bool:
+    return len(email) <= 254 and re.fullmatch(EMAIL_PATTERN, email) is not None
+
+
+def check_name(name: str, *, what: str = "name") -> None:
+    """A display name (a user's, an API key's): some visible text, no control characters
+    (PostgreSQL cannot store NUL, and the others garble every screen they are shown on)."""
+    if not name.strip() or any(unicodedata.category(c) == "Cc" for c in name):
+        raise PayFlowError(
+            "name_invalid",
+            f"a {what} needs visible text and no control characters",
+            http_status=422,
+        )
 
 
 def check_handle(handle: str) -> None:

@@ -41,7 +41,7 @@ class RefreshBody(StrictModel):
 class TokenPair(StrictModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - OAuth token type  # noqa: S105 - the OAuth token type, not a secret
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int = Field(description="Seconds until the access token expires")
 
 

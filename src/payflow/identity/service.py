@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.errors import PayFlowError
 from payflow.identity import models, tokens
-from payflow.identity.domain import Role, User, check_email, check_handle, normalize_email
+from payflow.identity.domain import (
+    Role,
+    User,
+    check_email,
+    check_handle,
+    check_name,
+    is_email,
+    normalize_email,
+)
 from payflow.identity.passwords import hash_password, verify_password
 from payflow.ids import uuid7
 from payflow.timestamps import now_ns
@@ -40,18 +48,9 @@ async def create_user(
     email = normalize_email(email)
     check_email(email)
     check_handle(handle)
+    check_name(name)
     table = models.users
-    clash = (
-        await conn.execute(
-            select(table.c.email, table.c.handle).where(
-                or_(table.c.email == email, table.c.handle == handle)
-            )
-        )
-    ).first()
-    if clash is not None:
-        if clash.email == email:
-            raise PayFlowError("email_taken", "that e-mail is already registered", http_status=409)
-        raise PayFlowError("handle_taken", f"the handle {handle!r} is taken", http_status=409)
+    await _check_unclaimed(conn, email=email, handle=handle)
     user = User(
         id=uuid7(),
         email=email,
@@ -77,11 +76,30 @@ async def create_user(
                 )
             )
     except IntegrityError:
-        # A concurrent registration took the e-mail or handle between check and insert.
+        # A concurrent registration took the e-mail or handle between check and insert;
+        # it has committed (the unique index waited for it), so the check now names which.
+        await _check_unclaimed(conn, email=email, handle=handle)
         raise PayFlowError(
             "email_or_handle_taken", "that e-mail or handle was just taken", http_status=409
         ) from None
     return user
+
+
+async def _check_unclaimed(conn: AsyncConnection, *, email: str, handle: str) -> None:
+    """409 `email_taken` or `handle_taken` if a user already has either."""
+    table = models.users
+    clash = (
+        await conn.execute(
+            select(table.c.email, table.c.handle).where(
+                or_(table.c.email == email, table.c.handle == handle)
+            )
+        )
+    ).first()
+    if clash is None:
+        return
+    if clash.email == email:
+        raise PayFlowError("email_taken", "that e-mail is already registered", http_status=409)
+    raise PayFlowError("handle_taken", f"the handle {handle!r} is taken", http_status=409)
 
 
 async def get_user(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
@@ -91,11 +109,14 @@ async def get_user(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
 
 async def authenticate(conn: AsyncConnection, *, email: str, password: str) -> User | None:
     """The user if the password matches and the user is enabled; else None (same timing)."""
+    email = normalize_email(email)
+    # Not an address (NUL and other control characters among them) cannot be anybody's,
+    # and PostgreSQL would refuse the query: no lookup, the same time spent.
     row = (
-        await conn.execute(
-            select(models.users).where(models.users.c.email == normalize_email(email))
-        )
-    ).first()
+        (await conn.execute(select(models.users).where(models.users.c.email == email))).first()
+        if is_email(email)
+        else None
+    )
     matched = await verify_password(row.password_hash if row is not None else None, password)
     if row is None or not matched or row.disabled:
         return None
@@ -230,7 +251,13 @@ async def create_api_key(
     conn: AsyncConnection, *, user_id: uuid.UUID, name: str
 ) -> tuple[ApiKey, str]:
     """A new API key and its secret token, which is never shown again."""
+    check_name(name, what="key name")
     table = models.api_keys
+    if conn.dialect.name == "postgresql":
+        # Concurrent creations for one user queue here, so none counts past the limit.
+        # (SQLite's writers are serialized by BEGIN IMMEDIATE already.)
+        users = models.users
+        await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
     active = await conn.scalar(
         select(func.count())
         .select_from(table)

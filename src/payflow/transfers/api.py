@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.api.deps import Caller, Conn, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
-from payflow.api.schemas import Limit, parse_cursor, parse_id
+from payflow.api.schemas import Limit, money_moving, parse_cursor, parse_id
 from payflow.errors import PayFlowError
 from payflow.identity.domain import Principal
 from payflow.timestamps import now_ns
@@ -32,16 +32,10 @@ from payflow.transfers.views import hold_view, transfer_view
 from payflow.wallets import service as wallets
 from payflow.wallets.service import resolve_recipient, wallet_of
 
-router = APIRouter(prefix="/v1", tags=["transfers"], responses=responses(400, 401, 422, 429))
-
-_MONEY = responses(404, 409, 503)
+router = APIRouter(prefix="/v1", tags=["transfers"], responses=responses(401, 429))
 
 
-def _ok(model: type, status: int = 201) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": model, "description": "Done"}, **_MONEY}
-
-
-@router.post("/transfers", status_code=201, response_class=JSONResponse, responses=_ok(TransferOut))
+@router.post("/transfers", **money_moving(TransferOut))
 async def create_transfer(
     body: TransferBody, request: Request, principal: Caller, state: State
 ) -> Response:
@@ -82,7 +76,7 @@ async def get_transfer(transfer_id: str, principal: Caller, conn: Conn) -> Trans
     return TransferOut.model_validate(transfer_view(record, await wallets.get_wallets(conn, ids)))
 
 
-@router.get("/transfers")
+@router.get("/transfers", responses=responses(422))
 async def list_transfers(
     principal: Caller,
     conn: Conn,
@@ -102,7 +96,7 @@ async def list_transfers(
     )
 
 
-@router.post("/holds", status_code=201, response_class=JSONResponse, responses=_ok(HoldOut))
+@router.post("/holds", **money_moving(HoldOut))
 async def create_hold(
     body: HoldBody, request: Request, principal: Caller, state: State
 ) -> Response:
@@ -123,9 +117,15 @@ async def create_hold(
     return await move_money(request, state, principal, body, plan)
 
 
-async def _own_hold(conn: AsyncConnection, principal: Principal, text: str) -> Hold:
+async def _own_hold(
+    conn: AsyncConnection, principal: Principal, text: str, *, operator_may_read: bool = False
+) -> Hold:
+    """The caller's hold; operators may read any hold but move money only in their own."""
     hold = await service.get_hold(conn, parse_id("hold", text, not_found="hold_not_found"))
-    if hold is None or (hold.created_by != principal.user_id and not principal.is_operator):
+    visible = hold is not None and (
+        hold.created_by == principal.user_id or (operator_may_read and principal.is_operator)
+    )
+    if hold is None or not visible:
         raise PayFlowError("hold_not_found", f"no such hold {text!r}", http_status=404)
     return hold
 
@@ -133,18 +133,13 @@ async def _own_hold(conn: AsyncConnection, principal: Principal, text: str) -> H
 @router.get("/holds/{hold_id}", responses=responses(404))
 async def get_hold(hold_id: str, principal: Caller, conn: Conn) -> HoldOut:
     """One hold and what became of it."""
-    hold = await _own_hold(conn, principal, hold_id)
+    hold = await _own_hold(conn, principal, hold_id, operator_may_read=True)
     ids = [i for i in (hold.wallet_id, hold.payee_wallet_id) if i is not None]
     view = hold_view(hold, await wallets.get_wallets(conn, ids), now_ns=now_ns())
     return HoldOut.model_validate(view)
 
 
-@router.post(
-    "/holds/{hold_id}/capture",
-    status_code=200,
-    response_class=JSONResponse,
-    responses=_ok(CaptureOut, 200),
-)
+@router.post("/holds/{hold_id}/capture", **money_moving(CaptureOut, 200))
 async def capture_hold(
     hold_id: str, body: CaptureBody, request: Request, principal: Caller, state: State
 ) -> Response:
@@ -167,12 +162,7 @@ async def capture_hold(
     return await move_money(request, state, principal, body, plan)
 
 
-@router.post(
-    "/holds/{hold_id}/release",
-    status_code=200,
-    response_class=JSONResponse,
-    responses=_ok(HoldOut, 200),
-)
+@router.post("/holds/{hold_id}/release", **money_moving(HoldOut, 200))
 async def release_hold(
     hold_id: str,
     request: Request,
@@ -187,4 +177,6 @@ async def release_hold(
         known = await wallets.get_wallets(conn, [hold.wallet_id])
         return service.plan_release(claim, hold=hold, wallets=known)
 
-    return await move_money(request, state, principal, body, plan)
+    # The body has no fields: a release sent with `{}` and its retry sent without a body
+    # are the same request, so both fingerprint as bodiless.
+    return await move_money(request, state, principal, None, plan)
