@@ -117,10 +117,11 @@ def is_retryable(error: BaseException) -> bool:
     """True for errors that mean "run the whole transaction again"."""
     if isinstance(error, Conflict):
         return True
-    if isinstance(error, DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        return sqlstate in _RETRYABLE_SQLSTATES
-    return False
+    # The ledger's hot path talks to asyncpg directly (`driver_connection`), so its errors
+    # arrive unwrapped, with the SQLSTATE on the error itself.
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return sqlstate in _RETRYABLE_SQLSTATES
 
 
 async def run_in_transaction(

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -19,7 +20,7 @@ from payflow.api import ops
 from payflow.api.idempotency import IdempotencyStore, sweep_expired
 from payflow.api.ledger_batch import create_ledger_batcher
 from payflow.api.middleware import BodyLimit, ResponseHeaders
-from payflow.api.problems import PROBLEM_CONTENT_TYPE, problem
+from payflow.api.problems import PROBLEM_CONTENT_TYPE, Problem, problem, responses
 from payflow.api.ratelimit import create_rate_limiter
 from payflow.api.state import AppState
 from payflow.config import Settings, get_settings
@@ -38,6 +39,81 @@ log = logging.getLogger(__name__)
 
 KEYS_RELOAD_INTERVAL_S = 60.0
 IDEMPOTENCY_SWEEP_BATCH = 1000
+
+# Response headers, documented once under `components/headers`.
+HEADERS: dict[str, Any] = {
+    "RateLimit-Policy": {
+        "description": 'The quota counted against: `"<policy>";q=<requests>;w=<window s>`',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of it: `"<policy>";r=<remaining>;t=<seconds to reset>`',
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored response to an earlier request with "
+        "the same Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+# What a money-moving request stores and replays: its success, or the problem its checks
+# or the ledger answered with.
+_REPLAYABLE = ("200", "201", "404", "409", "422")
+
+
+class PayFlowAPI(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """The generated document plus what the routes alone cannot say: the `Problem`
+        schema (also for FastAPI's own 422s), rate-limit and `Retry-After` headers, and
+        idempotent replays."""
+        if self.openapi_schema is None:
+            document = get_openapi(
+                title=self.title,
+                version=self.version,
+                description=self.description,
+                routes=self.routes,
+            )
+            components = document.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
+            problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(problem_schema.pop("$defs", {}))
+            schemas["Problem"] = problem_schema
+            # FastAPI lists its own validation error shape; our handler answers with a
+            # Problem (`validation_error`, its `errors` naming the fields).
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            components["headers"] = HEADERS
+            for path, operations in document["paths"].items():
+                for operation in operations.values():
+                    if "422" in operation["responses"]:
+                        operation["responses"]["422"] = responses(422)[422]
+                    _document_headers(path, operation)
+            self.openapi_schema = document
+        return self.openapi_schema
+
+
+def _document_headers(path: str, operation: dict[str, Any]) -> None:
+    parameters = operation.get("parameters", [])
+    idempotent = any(p.get("name") == "Idempotency-Key" for p in parameters)
+    for status, response in operation["responses"].items():
+        names = []
+        # Every /v1 request is counted (per principal, or per address before login); one
+        # refused before it is counted (e.g. for a bad token) has no such headers.
+        if path.startswith("/v1/"):
+            names += ["RateLimit-Policy", "RateLimit"]
+        if status == "429" or (
+            status == "503" and PROBLEM_CONTENT_TYPE in response.get("content", {})
+        ):
+            names.append("Retry-After")
+        if idempotent and status in _REPLAYABLE:
+            names.append("Idempotent-Replayed")
+        if names:
+            response["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
 
 
 def _problem_response(code: str, detail: str, status: int, **extra: Any) -> JSONResponse:
@@ -81,7 +157,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        codes = {404: "route_not_found", 405: "method_not_allowed"}
+        # 400: Starlette could not read the body (e.g. it is not UTF-8).
+        codes = {400: "malformed_json", 404: "route_not_found", 405: "method_not_allowed"}
         code = codes.get(error.status_code, f"http_{error.status_code}")
         response = _problem_response(code, str(error.detail), error.status_code)
         for name, value in (error.headers or {}).items():
@@ -174,7 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.limiter.close()
             await engine.dispose()
 
-    app = FastAPI(
+    app = PayFlowAPI(
         title="PayFlow API",
         version=__version__,
         description="Wallets, P2P transfers and holds on a double-entry ledger. "

@@ -105,6 +105,12 @@ class MicroBatcher(Generic[T, R]):
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
+        except BaseException:
+            # Cancelled mid-flush: whether the batch committed is unknown, so its callers
+            # are cancelled too (as if they had gone away) rather than left waiting forever.
+            for _, future in batch:
+                future.cancel()
+            raise
         finally:
             self._slots.release()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from payflow import __version__
@@ -17,25 +18,51 @@ from payflow.timestamps import to_rfc3339
 router = APIRouter(tags=["operations"])
 
 
-def _audit(state: AppState) -> dict[str, Any]:
+class LedgerAuditOut(BaseModel):
+    """The last periodic ledger audit; all null until the first one has run."""
+
+    ok: bool | None = Field(description="Every invariant held (null: not run yet)")
+    checked_at: str | None
+    duration_ms: float | None
+    violations: int | None = Field(description="How many invariants were broken")
+    error: str | None = Field(description="Why the last audit could not run, if it failed")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+    ledger_audit: LedgerAuditOut
+
+
+def _audit(state: AppState) -> LedgerAuditOut:
     status = state.audit
-    return {
-        "ok": status.report.ok if status.report is not None else None,
-        "checked_at": to_rfc3339(status.checked_at_ns) if status.checked_at_ns else None,
-        "duration_ms": status.duration_ms,
-        "violations": len(status.report.violations) if status.report is not None else None,
-        "error": status.error,
-    }
+    return LedgerAuditOut(
+        ok=status.report.ok if status.report is not None else None,
+        checked_at=to_rfc3339(status.checked_at_ns) if status.checked_at_ns else None,
+        duration_ms=status.duration_ms,
+        violations=len(status.report.violations) if status.report is not None else None,
+        error=status.error,
+    )
 
 
 @router.get("/health")
-async def health(state: State) -> dict[str, Any]:
+async def health(state: State) -> HealthOut:
     """Alive, with the last periodic ledger audit (it runs in the background, never per
     request)."""
-    return {"status": "ok", "version": __version__, "ledger_audit": _audit(state)}
+    return HealthOut(status="ok", version=__version__, ledger_audit=_audit(state))
 
 
-@router.get("/ready", responses={503: {"description": "The database is unreachable"}})
+@router.get(
+    "/ready",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "`ready`", "content": {"text/plain": {"example": "ready\n"}}},
+        503: {
+            "description": "The database is unreachable",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+)
 async def ready(state: State) -> PlainTextResponse:
     """Ready to serve: the database answers."""
     try:

@@ -46,10 +46,13 @@ class Problem(BaseModel):
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for the problems a route can answer with."""
+    """OpenAPI `responses` entries for the problems a route can answer with.
+
+    Only `application/problem+json` is listed (no `model`, which would add an
+    `application/json` entry); `create_app` puts the `Problem` schema in the components.
+    """
     return {
         status: {
-            "model": Problem,
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }

@@ -103,9 +103,15 @@ async def create_transfers(
         # A post or void names only its pending transfer: read those first to learn
         # which accounts to lock.
         known, resolved = await repository.load_transfers(conn, wanted)
-        accounts, accounts_last = await repository.lock_accounts(
-            conn, _accounts_to_lock(transfers, known)
-        )
+        to_lock = _accounts_to_lock(transfers, known)
+        accounts, accounts_last = await repository.lock_accounts(conn, to_lock)
+        if is_postgresql(conn):
+            # Read again under the locks, in a new statement (a statement's snapshot
+            # predates its own lock waits): a concurrent batch may have posted or voided
+            # one of these pending transfers since the first read. Pending transfers never
+            # change accounts, so the locks taken are the right ones. SQLite's one writer
+            # cannot interleave like that.
+            known, resolved = await repository.load_transfers(conn, wanted)
     else:
         known, resolved, accounts, accounts_last = await repository.load_and_lock(
             conn, wanted, _accounts_to_lock(transfers, {})

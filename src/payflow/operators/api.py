@@ -6,15 +6,22 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.api.deps import Conn, Operator, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
-from payflow.api.schemas import Amount, Limit, StrictModel, parse_cursor, parse_id
+from payflow.api.schemas import (
+    Amount,
+    Limit,
+    StrictModel,
+    money_moving,
+    parse_cursor,
+    parse_id,
+)
 from payflow.errors import PayFlowError
 from payflow.ledger import audit
 from payflow.ledger.audit import AuditReport
@@ -22,9 +29,7 @@ from payflow.operators import service
 from payflow.timestamps import now_ns, to_rfc3339
 from payflow.wallets import service as wallets
 
-router = APIRouter(
-    prefix="/v1/operator", tags=["operator"], responses=responses(400, 401, 403, 422, 429)
-)
+router = APIRouter(prefix="/v1/operator", tags=["operator"], responses=responses(401, 403, 429))
 
 
 class SystemAccountOut(BaseModel):
@@ -41,7 +46,8 @@ class AdjustmentBody(StrictModel):
     wallet_id: Annotated[str, Field(min_length=1, max_length=40)]
     direction: Literal["credit", "debit"]
     amount: Amount
-    reason: Annotated[str, Field(min_length=3, max_length=500)]
+    # A reason of blanks is no reason: surrounding whitespace does not count.
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
 
 
 class AdjustmentOut(BaseModel):
@@ -89,12 +95,7 @@ async def system_accounts(principal: Operator, conn: Conn) -> list[SystemAccount
     ]
 
 
-@router.post(
-    "/adjustments",
-    status_code=201,
-    response_class=JSONResponse,
-    responses={201: {"model": AdjustmentOut, "description": "Booked"}, **responses(404, 409)},
-)
+@router.post("/adjustments", **money_moving(AdjustmentOut))
 async def adjust(
     body: AdjustmentBody, request: Request, principal: Operator, state: State
 ) -> Response:
@@ -120,7 +121,7 @@ async def adjust(
     return await move_money(request, state, principal, body, plan)
 
 
-@router.post("/audit")
+@router.post("/audit", responses=responses(413))
 async def run_audit(principal: Operator, state: State) -> AuditOut:
     """Check the ledger's invariants now (a full scan) and log who asked."""
     async with state.engine.begin() as conn:
@@ -141,7 +142,7 @@ async def run_audit(principal: Operator, state: State) -> AuditOut:
     )
 
 
-@router.get("/actions")
+@router.get("/actions", responses=responses(422))
 async def actions(
     principal: Operator,
     conn: Conn,

@@ -12,16 +12,18 @@ from payflow.api.deps import Caller, Conn, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
-from payflow.api.schemas import Limit, parse_cursor, parse_id
+from payflow.api.schemas import Limit, money_moving, parse_cursor, parse_id
+from payflow.db import run_in_transaction
 from payflow.errors import PayFlowError
 from payflow.identity.domain import Principal
+from payflow.transfers.schemas import TransferOut
 from payflow.transfers.service import plan_topup
 from payflow.wallets import service
 from payflow.wallets.domain import Wallet
 from payflow.wallets.schemas import OpenWalletBody, Statement, TopupBody, WalletOut
 from payflow.wallets.statement import statement as wallet_statement
 
-router = APIRouter(prefix="/v1", tags=["wallets"], responses=responses(400, 401, 422, 429))
+router = APIRouter(prefix="/v1", tags=["wallets"], responses=responses(401, 429))
 
 
 def wallet_not_found(text: str) -> PayFlowError:
@@ -48,10 +50,11 @@ async def list_wallets(principal: Caller, conn: Conn) -> list[WalletOut]:
     return await _out(conn, await service.list_wallets(conn, user_id=principal.user_id))
 
 
-@router.post("/wallets", status_code=201, responses=responses(409))
+@router.post("/wallets", status_code=201, responses=responses(400, 403, 409, 413, 422))
 async def open_wallet(body: OpenWalletBody, principal: Caller, state: State) -> WalletOut:
     """Open a wallet in another currency (one per currency)."""
-    async with state.engine.begin() as conn:
+
+    async def work(conn: AsyncConnection) -> WalletOut:
         user_wallets = await service.list_wallets(conn, user_id=principal.user_id)
         handle = user_wallets[0].handle if user_wallets else None
         if handle is None:
@@ -60,7 +63,11 @@ async def open_wallet(body: OpenWalletBody, principal: Caller, state: State) -> 
             conn, user_id=principal.user_id, handle=handle, currency=body.currency
         )
         [out] = await _out(conn, [wallet])
-    return out
+        return out
+
+    # Concurrent opens (same user, or a currency's first system accounts) collide on a
+    # unique index; the retry then sees the winner's rows: 409, or the accounts exist.
+    return await run_in_transaction(state.engine, work)
 
 
 @router.get("/wallets/{wallet_id}", responses=responses(404))
@@ -70,7 +77,7 @@ async def get_wallet(wallet_id: str, principal: Caller, conn: Conn) -> WalletOut
     return out
 
 
-@router.get("/wallets/{wallet_id}/statement", responses=responses(404))
+@router.get("/wallets/{wallet_id}/statement", responses=responses(404, 422))
 async def get_statement(
     wallet_id: str,
     principal: Caller,
@@ -86,7 +93,7 @@ async def get_statement(
     )
 
 
-@router.post("/wallets/{wallet_id}/topups", status_code=201, responses=responses(404, 409))
+@router.post("/wallets/{wallet_id}/topups", **money_moving(TransferOut))
 async def topup(
     wallet_id: str, body: TopupBody, request: Request, principal: Caller, state: State
 ) -> Response:

@@ -49,7 +49,17 @@ class TopupBody(StrictModel):
 
 class StatementEntry(BaseModel):
     transfer_id: str
-    kind: str
+    kind: Literal[
+        "topup",
+        "p2p",
+        "capture",
+        "adjustment",
+        "hold",
+        "hold_captured",
+        "hold_released",
+        "hold_expired",
+        "other",
+    ]
     direction: Literal["credit", "debit"]
     amount: int
     counterparty: str | None

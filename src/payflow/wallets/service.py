@@ -24,8 +24,6 @@ from payflow.wallets.domain import (
 )
 
 _SYSTEM_NAMESPACE = uuid.UUID("6d1b8a52-4f0e-4c55-9f43-2f1f0c1d7a10")
-# (database, currency) pairs whose system accounts are known to exist.
-_ensured: set[tuple[str, str]] = set()
 
 
 def system_account_id(name: SystemAccount, currency: str) -> uuid.UUID:
@@ -45,10 +43,12 @@ def check_currency(currency: str) -> None:
 
 
 async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
-    """Create the platform's accounts for `currency` if missing (idempotent)."""
-    marker = (str(conn.engine.url), currency)
-    if marker in _ensured:
-        return
+    """Create the platform's accounts for `currency` if missing (idempotent).
+
+    Deliberately not cached per process: the caller's transaction may still roll back,
+    and a cache entry that outlived it would let wallets open in a currency whose system
+    accounts do not exist. Checking costs two reads, and wallets open rarely.
+    """
     accounts = [
         Account(id=system_account_id(name, currency), currency=currency, code=int(code))
         for name, code in SYSTEM_ACCOUNT_CODES.items()
@@ -71,7 +71,6 @@ async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
     ]
     if rows:
         await conn.execute(insert(table), rows)
-    _ensured.add(marker)
 
 
 async def list_system_accounts(conn: AsyncConnection) -> list[tuple[str, Account]]:
@@ -161,17 +160,29 @@ def _recipient_not_found(to: str) -> PayFlowError:
     return PayFlowError("recipient_not_found", f"no PayFlow wallet for {to!r}", http_status=404)
 
 
+def _wallet_id_in(to: str) -> uuid.UUID | None:
+    """The wallet id `to` spells (`wal_<uuid>` or a dashed UUID), else None.
+
+    Anything else is a handle or an address, even when it starts with `wal_` (a valid
+    handle such as `wal_ji`). No handle spells a wallet id: handles are at most 32
+    characters, wallet ids at least 36.
+    """
+    if not (to.startswith("wal_") or (len(to) == 36 and to.count("-") == 4)):
+        return None
+    try:
+        return uuid.UUID(to.removeprefix("wal_"))
+    except ValueError:
+        return None
+
+
 async def resolve_recipient(conn: AsyncConnection, to: str, *, currency: str) -> Wallet:
     """The wallet `to` names: a wallet id (`wal_…`), an address `handle@payflow`, or a
     handle. Addresses at other banks are payouts, not on-us transfers.
     """
     table = models.wallets
     to = to.strip()
-    if to.startswith("wal_") or (len(to) == 36 and to.count("-") == 4):
-        try:
-            wallet_id = uuid.UUID(to.removeprefix("wal_"))
-        except ValueError:
-            raise _recipient_not_found(to) from None
+    wallet_id = _wallet_id_in(to)
+    if wallet_id is not None:
         wallet = await get_wallet(conn, wallet_id)
         if wallet is None:
             raise _recipient_not_found(to)
