@@ -142,9 +142,8 @@ async def move_money(
     """
     key = check_key(request.headers.get("Idempotency-Key"))
     payload = body.model_dump(mode="json") if body is not None else None
-    begun = await state.idempotency.begin(
-        principal.scope, key, fingerprint(request.method, request.url.path, payload)
-    )
+    digest = fingerprint(request.method, request.url.path, payload)
+    begun = await state.idempotency.begin(principal.scope, key, digest)
     if isinstance(begun, Reply):
         return reply_response(begun, replayed=True)
     try:
@@ -154,8 +153,10 @@ async def move_money(
         except PayFlowError as error:
             reply = Reply.error(error)
             await state.idempotency.finish(begun, reply)
-            return reply_response(reply)
-        return reply_response(await state.ledger.submit(work))
+        else:
+            reply = await state.ledger.submit(work)
+        await state.idempotency.remember(principal.scope, key, digest, reply)
+        return reply_response(reply)
     except asyncio.CancelledError:
         # The batch may still commit and store the reply; the claim must stay (its lock
         # expires if it does not).

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payflow.api.batcher import MicroBatcher
+from payflow.api.idempotency_cache import ReplyCache
 from payflow.api.models import idempotency_keys as table
 from payflow.api.replies import Reply
 from payflow.config import Settings
@@ -96,6 +97,13 @@ class IdempotencyStore:
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
+        # Replies are kept in the database for at least the TTL; Redis keeps copies for
+        # the same time, so any replay inside it can skip the database.
+        self._cache = (
+            ReplyCache(settings.redis_url, ttl_s=settings.idempotency_ttl_s)
+            if settings.redis_url
+            else None
+        )
         self._ttl_ns = settings.idempotency_ttl_s * _NS
         self._lock_ns = int(settings.idempotency_lock_s * _NS)
         self._local: set[tuple[str, str]] = set()
@@ -112,6 +120,12 @@ class IdempotencyStore:
         local = (scope, key)
         if local in self._local:
             raise _in_use()
+        if self._cache is not None:
+            cached = await self._cache.get(scope, key)
+            if cached is not None:
+                if cached[0] != fingerprint:
+                    raise _reused()
+                return cached[1]
         self._local.add(local)
         try:
             result = await self._batcher.submit(_Request(scope, key, fingerprint))
@@ -132,6 +146,11 @@ class IdempotencyStore:
         """Store the reply of a request that ended before reaching the ledger."""
         await run_in_transaction(self._engine, lambda conn: complete_claims(conn, [(claim, reply)]))
 
+    async def remember(self, scope: str, key: str, fingerprint: str, reply: Reply) -> None:
+        """Copy a committed reply to the fast path (if there is one)."""
+        if self._cache is not None:
+            await self._cache.put(scope, key, fingerprint, reply)
+
     async def abandon(self, claim: Claim) -> None:
         """An unexpected failure: drop the claim so the client's retry runs afresh."""
         async with self._engine.begin() as conn:
@@ -141,6 +160,8 @@ class IdempotencyStore:
 
     async def close(self) -> None:
         await self._batcher.close()
+        if self._cache is not None:
+            await self._cache.close()
 
     async def _claim_batch(self, requests: list[_Request]) -> list[_Result]:
         return await run_in_transaction(self._engine, lambda conn: self._claim(conn, requests))
