@@ -43,7 +43,8 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         match = _CURSOR_RE.match(text) if isinstance(text, str) else None
         try:
-            if match is None:
+            # Timestamps are BIGINT: a larger one is no position in any timeline.
+            if match is None or int(match.group(1)) > 2**63 - 1:
                 raise ValueError(text)
             return cls(int(match.group(1)), uuid.UUID(hex=match.group(2)))
         except ValueError:
