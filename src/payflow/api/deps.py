@@ -28,7 +28,7 @@ from payflow.identity.tokens import decode_access_token
 bearer = HTTPBearer(auto_error=False, description="An access token, or a merchant API key")
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.payflow
     return state
 

@@ -26,6 +26,26 @@ from payflow.wallets.domain import (
 _SYSTEM_NAMESPACE = uuid.UUID("6d1b8a52-4f0e-4c55-9f43-2f1f0c1d7a10")
 
 
+# Wallets never change once opened (no renames, no closing yet), so lookups by owner,
+# handle or id are cached per process: a money-moving request then resolves both its
+# wallets without a database round trip. Bounded; cleared whole when full.
+_WALLET_CACHE_MAX = 100_000
+_wallet_cache: dict[tuple[str, object, str], Wallet] = {}
+
+
+def _cache_key(conn: AsyncConnection, kind: object, value: str) -> tuple[str, object, str]:
+    return (str(conn.engine.url), kind, value)
+
+
+def _remember(conn: AsyncConnection, wallet: Wallet) -> Wallet:
+    if len(_wallet_cache) >= _WALLET_CACHE_MAX:
+        _wallet_cache.clear()
+    _wallet_cache[_cache_key(conn, wallet.user_id, wallet.currency)] = wallet
+    _wallet_cache[_cache_key(conn, wallet.handle, wallet.currency)] = wallet
+    _wallet_cache[_cache_key(conn, wallet.id, "")] = wallet
+    return wallet
+
+
 def system_account_id(name: SystemAccount, currency: str) -> uuid.UUID:
     """System accounts have derived ids: every process agrees on them without a lookup."""
     return uuid.uuid5(_SYSTEM_NAMESPACE, f"{name.value}:{currency}")
@@ -116,10 +136,13 @@ async def open_wallet(
 
 
 async def get_wallet(conn: AsyncConnection, wallet_id: uuid.UUID) -> Wallet | None:
+    cached = _wallet_cache.get(_cache_key(conn, wallet_id, ""))
+    if cached is not None:
+        return cached
     row = (
         await conn.execute(select(models.wallets).where(models.wallets.c.id == wallet_id))
     ).first()
-    return _wallet(row) if row is not None else None
+    return _remember(conn, _wallet(row)) if row is not None else None
 
 
 async def get_wallets(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
@@ -139,6 +162,9 @@ async def list_wallets(conn: AsyncConnection, *, user_id: uuid.UUID) -> list[Wal
 
 async def wallet_of(conn: AsyncConnection, *, user_id: uuid.UUID, currency: str) -> Wallet:
     """The user's wallet in `currency`; 404 `wallet_not_found` if they have none."""
+    cached = _wallet_cache.get(_cache_key(conn, user_id, currency))
+    if cached is not None:
+        return cached
     table = models.wallets
     row = (
         await conn.execute(
@@ -147,7 +173,7 @@ async def wallet_of(conn: AsyncConnection, *, user_id: uuid.UUID, currency: str)
     ).first()
     if row is None:
         raise PayFlowError("wallet_not_found", f"you have no {currency} wallet", http_status=404)
-    return _wallet(row)
+    return _remember(conn, _wallet(row))
 
 
 async def balances(
@@ -200,6 +226,9 @@ async def resolve_recipient(conn: AsyncConnection, to: str, *, currency: str) ->
             f"{to!r} is at another bank; payouts to other banks use POST /v1/payouts",
             http_status=422,
         )
+    cached = _wallet_cache.get(_cache_key(conn, handle, currency))
+    if cached is not None:
+        return cached
     row = (
         await conn.execute(
             select(table).where(table.c.handle == handle, table.c.currency == currency)
@@ -207,4 +236,4 @@ async def resolve_recipient(conn: AsyncConnection, to: str, *, currency: str) ->
     ).first()
     if row is None:
         raise _recipient_not_found(to)
-    return _wallet(row)
+    return _remember(conn, _wallet(row))
