@@ -183,6 +183,9 @@ def bench_api(
     pgbench_scale: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     hot: Annotated[bool, typer.Option(help="Also run the one-recipient variant")] = True,
     embedded: Annotated[bool, typer.Option(help="Also run the embedded (SQLite) figure")] = True,
+    recipients: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Receive-only users in uniform cells")
+    ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
     """Transfers/s through the HTTP API on PostgreSQL, next to pgbench tpcb-like."""
@@ -197,6 +200,7 @@ def bench_api(
         pgbench_scale=pgbench_scale,
         hot=hot,
         embedded=embedded,
+        recipients=recipients,
     )
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")

@@ -52,7 +52,7 @@ def create_engine(url: str | None = None, *, settings: Settings | None = None) -
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=max(1, settings.database_pool_size // 4),
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "payflow"}},
     )

@@ -183,13 +183,14 @@ class IdempotencyStore:
             for r in requests
         ]
         dialect = postgresql if is_postgresql(conn) else sqlite
+        # One statement, executed with many parameter sets: SQLAlchemy sends it as one
+        # multi-row INSERT and, unlike `.values(rows)`, compiles it once per process.
         statement = (
             dialect.insert(table)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["principal", "key"])
             .returning(table.c.id)
         )
-        inserted = {row[0] for row in await conn.execute(statement)}
+        inserted = {row[0] for row in await conn.execute(statement, rows)}
         results: list[_Result] = []
         clashes = [
             (r, row) for r, row in zip(requests, rows, strict=True) if row["id"] not in inserted

@@ -82,6 +82,7 @@ def run_api_bench(
     pgbench_scale: int,
     hot: bool,
     embedded: bool,
+    recipients: int = 1000,
 ) -> dict[str, Any]:
     """Run the API benchmark; prints progress and a table, returns the JSON report.
 
@@ -117,6 +118,7 @@ def run_api_bench(
                 name=f"payflow_bench_api_{suffix}_{index}",
                 workdir=Path(workdir),
                 clients=clients,
+                recipients=recipients,
                 seconds=seconds,
                 seed=index + 1,
             )
@@ -129,5 +131,6 @@ def run_api_bench(
         clients=clients,
         seconds=seconds,
     )
+    report["uniform_recipients"] = recipients
     print_report(console, report)
     return report

@@ -20,7 +20,13 @@ from sqlalchemy.engine import make_url
 
 from payflow.bench.api_sampler import Sample, ServerSampler
 from payflow.bench.api_server import ApiServer, api_server
-from payflow.bench.api_users import FUNDING, TRANSFER_AMOUNT, BenchUser, create_users
+from payflow.bench.api_users import (
+    FUNDING,
+    TRANSFER_AMOUNT,
+    BenchUser,
+    create_users,
+    register_recipients,
+)
 from payflow.bench.cli import _admin
 from payflow.bench.http_load import LoadPlan, LoadResult, build_client, run_load
 
@@ -49,19 +55,25 @@ def _transfer_plan(
     api: ApiServer,
     users: list[BenchUser],
     recipient: BenchUser,
+    others: list[str],
     cell: ApiCell,
     *,
     seconds: float,
     seed: int,
 ) -> LoadPlan:
-    """Each client pays the recipient (hot) or any other bench user at random (uniform)."""
-    everyone = [*users, recipient]
+    """Each client pays the recipient (hot) or, at random, any other bench user or one of
+    the receive-only users `others` (uniform)."""
+    everyone = [u.handle for u in [*users, recipient]] + others
     run_tag = uuid.uuid4().hex[:12]
     clients = []
     for i, user in enumerate(users):
-        targets = [recipient] if cell.distribution == "hot" else [u for u in everyone if u != user]
+        targets = (
+            [recipient.handle]
+            if cell.distribution == "hot"
+            else [h for h in everyone if h != user.handle]
+        )
         bodies = [
-            json.dumps({"to": t.handle, "amount": TRANSFER_AMOUNT, "currency": "INR"}).encode()
+            json.dumps({"to": t, "amount": TRANSFER_AMOUNT, "currency": "INR"}).encode()
             for t in targets
         ]
         headers = {
@@ -91,7 +103,14 @@ def _transfer_plan(
 
 
 def _measure(
-    cell: ApiCell, database_url: str, *, workdir: Path, clients: int, seconds: float, seed: int
+    cell: ApiCell,
+    database_url: str,
+    *,
+    workdir: Path,
+    clients: int,
+    recipients: int,
+    seconds: float,
+    seed: int,
 ) -> tuple[LoadResult, Sample, str]:
     """Start the API on `database_url`, make the users, run the load, stop the API.
 
@@ -103,7 +122,12 @@ def _measure(
         handles = [f"bench_{i:04d}_{tag}" for i in range(clients)]
         users = asyncio.run(create_users(api.base_url, handles, funding=FUNDING))
         [recipient] = asyncio.run(create_users(api.base_url, [f"bench_shop_{tag}"], funding=0))
-        plan = _transfer_plan(api, users, recipient, cell, seconds=seconds, seed=seed)
+        others = [
+            f"bench_r{i:05d}_{tag}"
+            for i in range(recipients if cell.distribution == "uniform" else 0)
+        ]
+        asyncio.run(register_recipients(api.base_url, others))
+        plan = _transfer_plan(api, users, recipient, others, cell, seconds=seconds, seed=seed)
         window = (plan.start_at, plan.start_at + seconds)
         with ServerSampler(api.process.pid, window=window) as sampler:
             load = run_load(plan)
@@ -116,16 +140,40 @@ def _failed(load: LoadResult) -> bool:
 
 
 def run_cell(
-    cell: ApiCell, *, server: str, name: str, workdir: Path, clients: int, seconds: float, seed: int
+    cell: ApiCell,
+    *,
+    server: str,
+    name: str,
+    workdir: Path,
+    clients: int,
+    recipients: int,
+    seconds: float,
+    seed: int,
 ) -> tuple[LoadResult, Sample, str]:
     """Measure `cell` on a database of its own, `name`, made and dropped here."""
     if cell.database == "sqlite":
         url = f"sqlite:///{workdir / name}.db"
-        return _measure(cell, url, workdir=workdir, clients=clients, seconds=seconds, seed=seed)
+        return _measure(
+            cell,
+            url,
+            workdir=workdir,
+            clients=clients,
+            recipients=recipients,
+            seconds=seconds,
+            seed=seed,
+        )
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        return _measure(cell, url, workdir=workdir, clients=clients, seconds=seconds, seed=seed)
+        return _measure(
+            cell,
+            url,
+            workdir=workdir,
+            clients=clients,
+            recipients=recipients,
+            seconds=seconds,
+            seed=seed,
+        )
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -152,6 +152,11 @@ def _print_notes(console: Console, report: dict[str, Any]) -> None:
         "Server settings for the run: rate limits raised to 10,000,000 requests per window"
         " and argon2 at its lowest cost (setup registers a user per client)."
     )
+    console.print(
+        f"uniform: each transfer pays a random one of the other {report['clients']} clients"
+        f" and {report.get('uniform_recipients', 0):,} receive-only users;"
+        " hot: every transfer pays one merchant."
+    )
     for r in report["results"]:
         if r["errors"]:
             colour = "red" if r["failed"] else "yellow"

@@ -98,3 +98,23 @@ async def create_users(
 
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
         return list(await asyncio.gather(*(one(h) for h in handles)))
+
+
+async def register_recipients(base_url: str, handles: list[str], *, concurrency: int = 8) -> None:
+    """Register users who only receive money (no login, no top-up): the uniform cells
+    spread their transfers over them, as payments spread over a real user base."""
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+
+    async def one(handle: str) -> None:
+        body = {
+            "email": f"{handle}@bench.example.com",
+            "password": PASSWORD,
+            "name": f"Bench {handle}",
+            "handle": handle,
+        }
+        async with gate:
+            _expect(await client.post("/v1/auth/register", json=body), 201)
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
+        await asyncio.gather(*(one(h) for h in handles))
