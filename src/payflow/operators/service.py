@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.api.idempotency import Claim
@@ -14,6 +14,7 @@ from payflow.api.replies import Completion, Reply
 from payflow.ids import format_public_id, uuid7
 from payflow.ledger import Cursor, Page, Transfer, TransferOutcome
 from payflow.operators import models
+from payflow.pagination import newest_first
 from payflow.timestamps import now_ns, to_rfc3339
 from payflow.transfers.domain import ledger_error, succeeded
 from payflow.wallets.domain import SystemAccount, TransferCode, Wallet
@@ -103,21 +104,7 @@ async def list_actions(
 ) -> Page[dict[str, Any]]:
     """Operator actions, newest first."""
     table = models.audit_log
-    query = select(table)
-    if after is not None:
-        query = query.where(
-            or_(
-                table.c.created_at < after.timestamp,
-                and_(table.c.created_at == after.timestamp, table.c.id < after.id),
-            )
-        )
-    rows = list(
-        await conn.execute(
-            query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
-        )
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, cursor = await newest_first(conn, table, select(table), limit=limit, after=after)
     items = [
         {
             "id": format_public_id("act", row.id),
@@ -129,5 +116,4 @@ async def list_actions(
         }
         for row in rows
     ]
-    cursor = Cursor(rows[-1].created_at, rows[-1].id) if more else None
     return Page(items, cursor)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
-from sqlalchemy import Update, and_, or_, select, update
+from sqlalchemy import Update, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.api.idempotency import Claim
@@ -15,6 +15,7 @@ from payflow.api.ledger_batch import LedgerWork
 from payflow.api.replies import Completion, Reply
 from payflow.errors import PayFlowError
 from payflow.ledger import Cursor, Page, Transfer, TransferFlags, TransferOutcome
+from payflow.pagination import newest_first
 from payflow.timestamps import now_ns
 from payflow.transfers import models
 from payflow.transfers.domain import SUCCEEDED, Hold, TransferRecord, ledger_error, succeeded
@@ -354,20 +355,8 @@ async def list_transfers(
     query = select(table).where(
         or_(table.c.from_wallet_id.in_(wallet_ids), table.c.to_wallet_id.in_(wallet_ids))
     )
-    if after is not None:
-        query = query.where(
-            or_(
-                table.c.created_at < after.timestamp,
-                and_(table.c.created_at == after.timestamp, table.c.id < after.id),
-            )
-        )
-    rows = await conn.execute(
-        query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
-    )
-    items = [_record(row) for row in rows]
-    more = len(items) > limit
-    items = items[:limit]
-    return Page(items, Cursor(items[-1].created_at, items[-1].id) if more else None)
+    rows, cursor = await newest_first(conn, table, query, limit=limit, after=after)
+    return Page([_record(row) for row in rows], cursor)
 
 
 async def get_hold(conn: AsyncConnection, hold_id: uuid.UUID) -> Hold | None:
