@@ -1,4 +1,4 @@
-"""The `payflow` command line: migrate, demo, audit, expire-pending, bench ledger."""
+"""The `payflow` command line: migrate, demo, audit, expire-pending, bench ledger, identity."""
 
 from __future__ import annotations
 
@@ -131,3 +131,57 @@ class TestMigrations:
         with sqlite3.connect(tmp_path / "cli.db") as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
         assert "ledger_transfers" in tables
+
+
+class TestIdentityCommands:
+    def _run(self, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PAYFLOW_DATABASE_URL": _sqlite_url(tmp_path),
+            "PAYFLOW_PASSWORD_HASH_MEMORY_KIB": "256",
+            "PAYFLOW_PASSWORD_HASH_TIME_COST": "1",
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "payflow.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def test_create_operator_once_then_refuses_the_same_email(self, tmp_path: Path) -> None:
+        args = ("create-operator", "--email", "Ops@Example.com", "--name", "Ops", "--handle")
+        first = self._run(tmp_path, *args, "ops_admin", "--password", "long-enough-1")
+        assert first.returncode == 0, first.stdout + first.stderr
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            rows = db.execute("SELECT email, role, password_hash FROM identity_users").fetchall()
+        assert [(email, role) for email, role, _ in rows] == [("ops@example.com", "operator")]
+        assert rows[0][2].startswith("$argon2id$")
+        again = self._run(tmp_path, *args, "ops_other", "--password", "long-enough-1")
+        assert again.returncode == 1
+        assert "email_taken" in again.stdout
+        short = self._run(
+            tmp_path,
+            "create-operator",
+            "--email",
+            "b@example.com",
+            "--name",
+            "B",
+            "--handle",
+            "ops_b",
+            "--password",
+            "short",
+        )
+        assert short.returncode == 1
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            assert db.execute("SELECT count(*) FROM identity_users").fetchone() == (1,)
+
+    def test_rotate_signing_key_adds_the_active_key(self, tmp_path: Path) -> None:
+        for expected in (1, 2):
+            result = self._run(tmp_path, "rotate-signing-key")
+            assert result.returncode == 0, result.stdout + result.stderr
+            with sqlite3.connect(tmp_path / "cli.db") as db:
+                kids = [r[0] for r in db.execute("SELECT kid FROM identity_signing_keys")]
+            assert len(kids) == expected
+            assert kids[-1] in result.stdout

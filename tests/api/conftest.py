@@ -184,9 +184,17 @@ async def create_operator(server: Server) -> User:
 
     handle = unique_handle("op")
     email = f"{handle}@example.com"
+    from payflow.identity.passwords import hash_password
+
+    password_hash = await hash_password(PASSWORD)
     async with server.engine.begin() as conn:
         user = await service.create_user(
-            conn, email=email, password=PASSWORD, name="Operator", handle=handle, role=Role.OPERATOR
+            conn,
+            email=email,
+            password_hash=password_hash,
+            name="Operator",
+            handle=handle,
+            role=Role.OPERATOR,
         )
     return await login(
         server.client, email=email, handle=handle, user_id=f"usr_{user.id.hex}", role="operator"

@@ -12,6 +12,7 @@ from payflow.api.state import AppState
 from payflow.errors import PayFlowError
 from payflow.identity import service
 from payflow.identity.domain import Principal, Role, normalize_email
+from payflow.identity.passwords import hash_password
 from payflow.identity.schemas import (
     ApiKeyBody,
     ApiKeyCreated,
@@ -62,11 +63,14 @@ async def _token_pair(state: AppState, principal: Principal, refresh: str) -> To
 async def register(body: RegisterBody, request: Request, state: State) -> UserOut:
     """Create a customer (or merchant) account and its wallet in the default currency."""
     await _limit_by_address(request, state)
+    # argon2id takes tens of milliseconds by design: hash before the transaction, so no
+    # lock (SQLite's one write lock) is held while it runs.
+    password_hash = await hash_password(body.password)
     async with state.engine.begin() as conn:
         user = await service.create_user(
             conn,
             email=body.email,
-            password=body.password,
+            password_hash=password_hash,
             name=body.name,
             handle=body.handle,
             role=Role(body.role),

@@ -9,6 +9,7 @@ from payflow.db import create_engine
 from payflow.errors import PayFlowError
 from payflow.identity import service
 from payflow.identity.domain import Role
+from payflow.identity.passwords import hash_password
 from payflow.identity.tokens import create_signing_key
 from payflow.migrate import upgrade_async
 
@@ -27,10 +28,16 @@ async def run_create_operator(
     url = get_settings().database_url
     await upgrade_async(url)
     engine = create_engine(url)
+    password_hash = await hash_password(password)
     try:
         async with engine.begin() as conn:
             user = await service.create_user(
-                conn, email=email, password=password, name=name, handle=handle, role=Role.OPERATOR
+                conn,
+                email=email,
+                password_hash=password_hash,
+                name=name,
+                handle=handle,
+                role=Role.OPERATOR,
             )
     except PayFlowError as error:
         console.print(f"[red]{error.code}[/red]: {error.message}")

@@ -20,7 +20,7 @@ from payflow.identity.domain import (
     is_email,
     normalize_email,
 )
-from payflow.identity.passwords import hash_password, verify_password
+from payflow.identity.passwords import verify_password
 from payflow.ids import uuid7
 from payflow.timestamps import now_ns
 
@@ -42,7 +42,7 @@ def _user(row: object) -> User:
 
 
 async def create_user(
-    conn: AsyncConnection, *, email: str, password: str, name: str, handle: str, role: Role
+    conn: AsyncConnection, *, email: str, password_hash: str, name: str, handle: str, role: Role
 ) -> User:
     """A new user; 409 `email_taken` / `handle_taken` if either is in use."""
     email = normalize_email(email)
@@ -60,7 +60,6 @@ async def create_user(
         disabled=False,
         created_at=now_ns(),
     )
-    password_hash = await hash_password(password)
     try:
         async with conn.begin_nested():
             await conn.execute(
