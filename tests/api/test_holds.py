@@ -323,6 +323,7 @@ class TestExpiry:
         )
         last = statement.json()["data"][-1]
         assert last["kind"] == "hold_expired"
+        assert last["direction"] == "credit"
         assert last["amount"] == 3_000
         assert last["balance"] == funds(10_000, pending=1_000)
 

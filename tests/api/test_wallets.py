@@ -318,7 +318,7 @@ class TestStatement:
             entry("p2p", "debit", 2_500, ravi.address, 7_500),
             entry("p2p", "credit", 1_000, ravi.address, 8_500),
             entry("hold", "debit", 3_000, "holds", 8_500, pending=3_000),
-            entry("hold_released", "debit", 3_000, "holds", 8_500),
+            entry("hold_released", "credit", 3_000, "holds", 8_500),
             entry("hold", "debit", 2_000, "holds", 8_500, pending=2_000),
             entry("hold_captured", "debit", 1_500, "holds", 7_000),
         ]

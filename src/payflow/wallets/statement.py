@@ -60,7 +60,11 @@ async def statement(
             {
                 "transfer_id": format_public_id("txn", transfer.id),
                 "kind": _kind(transfer),
-                "direction": "debit" if debit else "credit",
+                # A released or expired hold gives the money back: a credit to what the
+                # wallet can spend, though the ledger books it on the hold's debit side.
+                "direction": "debit"
+                if debit and not transfer.flags & TransferFlags.VOID_PENDING
+                else "credit",
                 "amount": transfer.amount,
                 "counterparty": counterparty,
                 "balance": {
