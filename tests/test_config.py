@@ -46,7 +46,11 @@ class TestSettings:
         settings = Settings()
         assert settings.database_url == DATABASE_URL_DEFAULT
         assert settings.default_currency == "INR"
-        assert settings.database_pool_size == 10
+        assert settings.database_pool_size == 30
+        assert settings.api_batch_concurrency == 1
+        assert settings.idempotency_ttl_s == 86_400
+        assert settings.access_token_ttl_s == 900
+        assert settings.redis_url is None
         assert settings.ledger_batch_size_max == 8190
         assert settings.ledger_retries_max == 8
         assert settings.ledger_expiry_batch_size == 1000
@@ -90,6 +94,14 @@ class TestSettings:
             ("PAYFLOW_LEDGER_EXPIRY_BATCH_SIZE", "0"),
             ("PAYFLOW_LEDGER_EXPIRY_BATCH_SIZE", "100001"),
             ("PAYFLOW_DATABASE_POOL_SIZE", "ten"),
+            # Idempotency-Keys must be kept at least a day (the IETF draft's retry window).
+            ("PAYFLOW_IDEMPOTENCY_TTL_S", "86399"),
+            ("PAYFLOW_API_BATCH_SIZE_MAX", "0"),
+            ("PAYFLOW_API_BATCH_SIZE_MAX", "4096"),
+            ("PAYFLOW_ACCESS_TOKEN_TTL_S", "29"),
+            ("PAYFLOW_PASSWORD_HASH_TIME_COST", "0"),
+            ("PAYFLOW_RATE_LIMIT_REQUESTS", "0"),
+            ("PAYFLOW_API_PORT", "70000"),
         ],
     )
     def test_out_of_bounds(self, clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
