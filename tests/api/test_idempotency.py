@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 
 from payflow.api.idempotency import fingerprint
 from payflow.api.models import idempotency_keys
 from payflow.ids import format_public_id, uuid7
 from payflow.ledger import Transfer, create_transfers
 from payflow.timestamps import now_ns
+from payflow.transfers.models import transfers
 from payflow.transfers.schemas import TransferBody
 from payflow.wallets.domain import TransferCode
 from tests.api.conftest import (
@@ -479,5 +480,36 @@ class TestCrashedRequest:
         response = await api.client.post("/v1/transfers", json=body, headers=headers)
         assert response.status_code == 201, response.text
         assert response.json()["id"] == format_public_id("txn", resource_id)
+        assert (await balance(api.client, payer))["posted"] == 9_000
+        assert (await balance(api.client, payee))["posted"] == 1_000
+
+    async def test_a_takeover_racing_a_slow_first_attempt_writes_its_records_once(
+        self, api: Server
+    ) -> None:
+        """The first attempt outlived its claim's lock and committed (transfer, record
+        and reply) after a retry took the claim over: the retry's batch finds the ledger
+        transfer `exists` and must not write the transfer record a second time."""
+        payer, payee = await _pair(api)
+        body = {"to": payee.handle, "amount": 1_000, "currency": "INR"}
+        headers = {**payer.auth, "Idempotency-Key": uuid.uuid4().hex}
+        first = await api.client.post("/v1/transfers", json=body, headers=headers)
+        assert first.status_code == 201, first.text
+        # Put the claim back as the takeover saw it: in flight, lock expired.
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.key == headers["Idempotency-Key"])
+                .values(status="in_flight", locked_until=now_ns() - 1, response_body=None)
+            )
+        retry = await api.client.post("/v1/transfers", json=body, headers=headers)
+        assert retry.status_code == 201, retry.text
+        assert retry.json()["id"] == first.json()["id"]
+        async with api.engine.connect() as conn:
+            records = await conn.scalar(
+                select(func.count())
+                .select_from(transfers)
+                .where(transfers.c.id == uuid.UUID(first.json()["id"].removeprefix("txn_")))
+            )
+        assert records == 1
         assert (await balance(api.client, payer))["posted"] == 9_000
         assert (await balance(api.client, payee))["posted"] == 1_000

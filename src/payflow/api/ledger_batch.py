@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Table, insert
@@ -20,7 +20,7 @@ from payflow.api.idempotency import Claim, complete_claims
 from payflow.api.replies import Completion, Reply
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
-from payflow.ledger import Transfer, TransferOutcome, create_transfers
+from payflow.ledger import Transfer, TransferOutcome, TransferResult, create_transfers
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,12 @@ async def _apply(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
     start = 0
     for item in items:
         end = start + len(item.transfers)
-        completions.append(item.complete(outcomes[start:end]))
+        completion = item.complete(outcomes[start:end])
+        if all(o.code is TransferResult.EXISTS for o in outcomes[start:end]):
+            # Another attempt of this request (a takeover after its claim's lock ran out)
+            # committed the transfers, and with them these rows: write them only once.
+            completion = replace(completion, inserts=(), statements=())
+        completions.append(completion)
         start = end
     rows_by_table: dict[Table, list[dict[str, Any]]] = defaultdict(list)
     for completion in completions:
