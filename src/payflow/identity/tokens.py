@@ -135,8 +135,28 @@ def _unauthorized(message: str) -> PayFlowError:
     return PayFlowError("invalid_token", message, http_status=401)
 
 
+# Verified tokens, so a client's next requests with the same token skip the signature
+# check (a tenth of a transfer request's CPU): token → (principal, expiry in Unix seconds).
+# Bounded; cleared whole when full. Only tokens that verified are kept.
+_VERIFIED_MAX = 50_000
+_verified: dict[str, tuple[Principal, int]] = {}
+
+
 async def decode_access_token(keys: SigningKeys, engine: AsyncEngine, token: str) -> Principal:
     """The principal an access token names; 401 `invalid_token` for anything wrong."""
+    known = _verified.get(token)
+    if known is not None:
+        if time.time() < known[1]:
+            return known[0]
+        del _verified[token]
+    principal, expires_at = await _verify(keys, engine, token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[token] = (principal, expires_at)
+    return principal
+
+
+async def _verify(keys: SigningKeys, engine: AsyncEngine, token: str) -> tuple[Principal, int]:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
@@ -156,7 +176,8 @@ async def decode_access_token(keys: SigningKeys, engine: AsyncEngine, token: str
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "iss"]},
         )
-        return Principal(user_id=uuid.UUID(claims["sub"]), role=Role(claims["role"]))
+        principal = Principal(user_id=uuid.UUID(claims["sub"]), role=Role(claims["role"]))
+        return principal, int(claims["exp"])
     except jwt.ExpiredSignatureError:
         raise PayFlowError(
             "token_expired", "the access token has expired", http_status=401

@@ -30,11 +30,12 @@ _SYSTEM_NAMESPACE = uuid.UUID("6d1b8a52-4f0e-4c55-9f43-2f1f0c1d7a10")
 # handle or id are cached per process: a money-moving request then resolves both its
 # wallets without a database round trip. Bounded; cleared whole when full.
 _WALLET_CACHE_MAX = 100_000
-_wallet_cache: dict[tuple[str, object, str], Wallet] = {}
+_wallet_cache: dict[tuple[object, object, str], Wallet] = {}
 
 
-def _cache_key(conn: AsyncConnection, kind: object, value: str) -> tuple[str, object, str]:
-    return (str(conn.engine.url), kind, value)
+def _cache_key(conn: AsyncConnection, kind: object, value: str) -> tuple[object, object, str]:
+    # The URL object (hashable), not its string: rendering it costs more than the lookup.
+    return (conn.engine.url, kind, value)
 
 
 def _remember(conn: AsyncConnection, wallet: Wallet) -> Wallet:
