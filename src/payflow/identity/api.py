@@ -9,6 +9,7 @@ from payflow.api.problems import responses
 from payflow.api.ratelimit import Policy
 from payflow.api.schemas import parse_id
 from payflow.api.state import AppState
+from payflow.db import read
 from payflow.errors import PayFlowError
 from payflow.identity import service
 from payflow.identity.domain import Principal, Role, normalize_email
@@ -82,7 +83,7 @@ async def register(body: RegisterBody, request: Request, state: State) -> UserOu
 
 
 @router.post("/auth/login", responses=responses(*_BODY, 401))
-async def login(body: LoginBody, request: Request, state: State, conn: Conn) -> TokenPair:
+async def login(body: LoginBody, request: Request, state: State) -> TokenPair:
     """Exchange e-mail and password for an access token and a refresh token.
 
     After `login_failures_max` failures for one e-mail, it is locked out (429) for
@@ -101,7 +102,9 @@ async def login(body: LoginBody, request: Request, state: State, conn: Conn) -> 
             f"too many failed logins for this e-mail; retry in {attempt.reset_s} s",
             http_status=429,
         )
-    user = await service.authenticate(conn, email=body.email, password=body.password)
+    async with read(state.engine) as conn:
+        candidate = await service.login_candidate(conn, email=body.email)
+    user = await service.check_password(candidate, body.password)
     if user is None:
         raise PayFlowError("invalid_credentials", "wrong e-mail or password", http_status=401)
     await state.limiter.reset(lock_key, policy)

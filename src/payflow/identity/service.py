@@ -106,20 +106,31 @@ async def get_user(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
     return _user(row) if row is not None else None
 
 
-async def authenticate(conn: AsyncConnection, *, email: str, password: str) -> User | None:
-    """The user if the password matches and the user is enabled; else None (same timing)."""
+@dataclass(frozen=True, slots=True)
+class LoginCandidate:
+    user: User
+    password_hash: str
+
+
+async def login_candidate(conn: AsyncConnection, *, email: str) -> LoginCandidate | None:
+    """The user an e-mail names, with the hash to check a password against."""
     email = normalize_email(email)
     # Not an address (NUL and other control characters among them) cannot be anybody's,
-    # and PostgreSQL would refuse the query: no lookup, the same time spent.
-    row = (
-        (await conn.execute(select(models.users).where(models.users.c.email == email))).first()
-        if is_email(email)
-        else None
-    )
-    matched = await verify_password(row.password_hash if row is not None else None, password)
-    if row is None or not matched or row.disabled:
+    # and PostgreSQL would refuse the query.
+    if not is_email(email):
         return None
-    return _user(row)
+    row = (await conn.execute(select(models.users).where(models.users.c.email == email))).first()
+    return LoginCandidate(_user(row), row.password_hash) if row is not None else None
+
+
+async def check_password(candidate: LoginCandidate | None, password: str) -> User | None:
+    """The user if the password matches and the user is enabled; else None, after the same
+    time (no candidate still costs one argon2id verification). Needs no connection: the
+    slow hash never holds one."""
+    matched = await verify_password(candidate.password_hash if candidate else None, password)
+    if candidate is None or not matched or candidate.user.disabled:
+        return None
+    return candidate.user
 
 
 @dataclass(frozen=True, slots=True)
