@@ -182,6 +182,7 @@ class TestIdentityCommands:
             result = self._run(tmp_path, "rotate-signing-key")
             assert result.returncode == 0, result.stdout + result.stderr
             with sqlite3.connect(tmp_path / "cli.db") as db:
-                kids = [r[0] for r in db.execute("SELECT kid FROM identity_signing_keys")]
+                rows = db.execute("SELECT kid FROM identity_signing_keys ORDER BY created_at")
+                kids = [r[0] for r in rows]
             assert len(kids) == expected
             assert kids[-1] in result.stdout
