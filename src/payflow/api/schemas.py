@@ -92,14 +92,8 @@ def money_moving(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
     }
 
 
-class Page(BaseModel):
-    data: list[dict[str, Any]]
-    next_cursor: str | None = Field(
-        description="Pass as `after` for the next page; null at the end"
-    )
-
-
 def page(data: list[dict[str, Any]], cursor: Cursor | None) -> dict[str, Any]:
+    """A list response: its items and the cursor for the next page (null at the end)."""
     return {"data": data, "next_cursor": cursor.encode() if cursor is not None else None}
 
 

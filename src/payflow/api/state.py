@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -60,4 +59,3 @@ class AppState:
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
     audit: AuditStatus = field(default_factory=AuditStatus)
     responses: Counter[tuple[str, str, int]] = field(default_factory=Counter)
-    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])

@@ -151,8 +151,8 @@ def run_cell(
     seed: int,
 ) -> tuple[LoadResult, Sample, str]:
     """Measure `cell` on a database of its own, `name`, made and dropped here."""
-    if cell.database == "sqlite":
-        url = f"sqlite:///{workdir / name}.db"
+
+    def measure(url: str) -> tuple[LoadResult, Sample, str]:
         return _measure(
             cell,
             url,
@@ -162,18 +162,12 @@ def run_cell(
             seconds=seconds,
             seed=seed,
         )
+
+    if cell.database == "sqlite":
+        return measure(f"sqlite:///{workdir / name}.db")
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
     try:
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        return _measure(
-            cell,
-            url,
-            workdir=workdir,
-            clients=clients,
-            recipients=recipients,
-            seconds=seconds,
-            seed=seed,
-        )
+        return measure(make_url(server).set(database=name).render_as_string(hide_password=False))
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

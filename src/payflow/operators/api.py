@@ -19,6 +19,7 @@ from payflow.api.schemas import (
     Limit,
     StrictModel,
     money_moving,
+    page,
     parse_cursor,
     parse_id,
 )
@@ -151,7 +152,4 @@ async def actions(
 ) -> ActionPage:
     """Every operator action, newest first."""
     found = await service.list_actions(conn, limit=limit, after=parse_cursor(after))
-    return ActionPage(
-        data=found.items,
-        next_cursor=found.next_cursor.encode() if found.next_cursor else None,
-    )
+    return ActionPage.model_validate(page(found.items, found.next_cursor))

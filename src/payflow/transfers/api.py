@@ -12,7 +12,7 @@ from payflow.api.deps import Caller, Conn, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
-from payflow.api.schemas import Limit, money_moving, parse_cursor, parse_id
+from payflow.api.schemas import Limit, money_moving, page, parse_cursor, parse_id
 from payflow.errors import PayFlowError
 from payflow.identity.domain import Principal
 from payflow.timestamps import now_ns
@@ -89,10 +89,7 @@ async def list_transfers(
     ids = {i for r in found.items for i in (r.from_wallet_id, r.to_wallet_id) if i is not None}
     known = await wallets.get_wallets(conn, list(ids))
     return TransferPage.model_validate(
-        {
-            "data": [transfer_view(r, known) for r in found.items],
-            "next_cursor": found.next_cursor.encode() if found.next_cursor else None,
-        }
+        page([transfer_view(r, known) for r in found.items], found.next_cursor)
     )
 
 

@@ -24,8 +24,6 @@ from payflow.wallets.domain import SystemAccount, TransferCode, Wallet
 from payflow.wallets.service import system_account_id
 
 _DERIVED = uuid.UUID("0b7f3a4e-2f6d-4c1a-8f55-6a3e9d2c7b01")
-NOTE_LENGTH_MAX = 140
-HOLD_EXPIRY_S_MAX = 30 * 86_400
 
 
 def _derived_id(resource_id: uuid.UUID, purpose: str) -> uuid.UUID:

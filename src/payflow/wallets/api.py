@@ -12,7 +12,7 @@ from payflow.api.deps import Caller, Conn, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
-from payflow.api.schemas import Limit, money_moving, parse_cursor, parse_id
+from payflow.api.schemas import Limit, money_moving, page, parse_cursor, parse_id
 from payflow.db import run_in_transaction
 from payflow.errors import PayFlowError
 from payflow.identity.domain import Principal
@@ -88,9 +88,7 @@ async def get_statement(
     """Every movement of the wallet, oldest first, with the balance after each."""
     wallet = await visible_wallet(conn, principal, wallet_id)
     entries, cursor = await wallet_statement(conn, wallet, limit=limit, after=parse_cursor(after))
-    return Statement.model_validate(
-        {"data": entries, "next_cursor": cursor.encode() if cursor else None}
-    )
+    return Statement.model_validate(page(entries, cursor))
 
 
 @router.post("/wallets/{wallet_id}/topups", **money_moving(TransferOut))
