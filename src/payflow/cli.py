@@ -22,6 +22,10 @@ bench_app = typer.Typer(
     help="Benchmarks, each printed next to a baseline from the same run.", no_args_is_help=True
 )
 app.add_typer(bench_app, name="bench")
+dead_letters_app = typer.Typer(
+    help="Events consumers gave up on: list them, replay them.", no_args_is_help=True
+)
+app.add_typer(dead_letters_app, name="dead-letters")
 console = Console()
 
 
@@ -106,6 +110,79 @@ def up(
 
     settings = get_settings()
     run_up(console, host=host or settings.api_host, port=port or settings.api_port, demo=demo)
+
+
+@app.command()
+def worker(
+    consumer: Annotated[
+        list[str] | None, typer.Option(help="Run only this consumer (repeatable); default all")
+    ] = None,
+    relay: Annotated[bool, typer.Option(help="Also relay the outbox to the broker")] = False,
+) -> None:
+    """Run event consumers (notifications, rewards, ...) until SIGTERM/SIGINT."""
+    from payflow.events.registry import select_consumers
+    from payflow.events.runtime import serve
+    from payflow.migrate import upgrade
+
+    settings = get_settings()
+    try:
+        consumers = select_consumers(consumer)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    upgrade(settings.database_url)
+    serve(settings, consumers=consumers, relay=relay)
+
+
+@app.command("relay")
+def relay_command() -> None:
+    """Publish the outbox to PAYFLOW_BROKER_URL until SIGTERM/SIGINT (any number may run)."""
+    from payflow.events.brokers import broker_kind
+    from payflow.events.runtime import serve
+    from payflow.migrate import upgrade
+
+    settings = get_settings()
+    if broker_kind(settings.broker_url) == "local":
+        console.print("[red]no PAYFLOW_BROKER_URL: events are delivered in-process[/red]")
+        raise typer.Exit(2)
+    upgrade(settings.database_url)
+    serve(settings, consumers={}, relay=True)
+
+
+@app.command("events-backlog")
+def events_backlog() -> None:
+    """How many events wait to be published, and how old the oldest is."""
+    from payflow.events.commands import run_backlog
+
+    asyncio.run(run_backlog(console))
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's")] = None,
+    status: Annotated[str | None, typer.Option(help="parked, replaying or replayed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """Dead letters, newest first."""
+    from payflow.events.commands import run_list_dead_letters
+
+    asyncio.run(run_list_dead_letters(console, consumer=consumer, status=status, limit=limit))
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    letter_id: Annotated[str | None, typer.Argument(help="dlq_… id; omit with --all")] = None,
+    all_parked: Annotated[bool, typer.Option("--all", help="Every parked letter")] = False,
+    consumer: Annotated[str | None, typer.Option(help="With --all: one consumer's")] = None,
+) -> None:
+    """Hand parked events to their consumers again (a running worker applies them)."""
+    from payflow.events.commands import run_replay
+
+    if letter_id is None and not all_parked:
+        console.print("[red]name a dead letter, or pass --all[/red]")
+        raise typer.Exit(2)
+    ok = asyncio.run(run_replay(console, letter_id=letter_id, consumer=consumer))
+    raise typer.Exit(0 if ok else 1)
 
 
 @app.command("create-operator")
@@ -201,6 +278,45 @@ def bench_api(
         hot=hot,
         embedded=embedded,
         recipients=recipients,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+
+
+@bench_app.command("events")
+def bench_events(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="A PostgreSQL server (the bench makes and drops its own databases)."),
+    ] = None,
+    brokers: Annotated[str, typer.Option(help="Deliveries to measure, comma-separated.")] = (
+        "local,rabbitmq,nats,redis"
+    ),
+    events: Annotated[int, typer.Option(min=1, max=10_000_000, help="Throughput backlog")] = 20_000,
+    rate: Annotated[float, typer.Option(min=1, max=100_000, help="Latency: events/s")] = 500.0,
+    seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 5.0,
+    poll_ms: Annotated[float, typer.Option(min=1, max=60_000, help="Relay/log poll")] = 50.0,
+    batch: Annotated[int, typer.Option(min=1, max=8190, help="Transfers per ledger batch")] = 100,
+    accounts: Annotated[int, typer.Option(min=100, max=10_000_000)] = 10_000,
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/",
+    nats_url: str = "nats://127.0.0.1:4222",
+    redis_url: str = "redis://127.0.0.1:6379/0",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Events/s and commit-to-effect latency per delivery, and the outbox's cost."""
+    from payflow.bench.events import parse_deliveries, run_events_bench
+
+    report = run_events_bench(
+        console=Console(stderr=True) if as_json else console,
+        server_url=database_url,
+        deliveries=parse_deliveries(brokers),
+        urls={"rabbitmq": rabbitmq_url, "nats": nats_url, "redis": redis_url},
+        events=events,
+        rate=rate,
+        seconds=seconds,
+        poll_ms=poll_ms,
+        batch=batch,
+        accounts=accounts,
     )
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")

@@ -97,6 +97,54 @@ class Settings(BaseSettings):
     # Tests that drive sweeps themselves turn the background tasks off.
     background_tasks: bool = True
 
+    # Events (docs/events.md). Broker names (exchange, stream, queues) start with this, so
+    # several PayFlow installations (or test runs) can share one broker.
+    broker_namespace: str = Field(default="payflow", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    # Redis Streams: the stream is trimmed to about this many entries (bounds memory;
+    # entries are trimmed oldest first, after every group has read far past them).
+    broker_stream_length_max: int = Field(default=1_000_000, ge=10_000, le=100_000_000)
+    # Events the relay moves per round (one query, one confirmed publish, one update).
+    relay_batch_size_max: int = Field(default=500, ge=1, le=10_000)
+    # How often an idle relay or embedded-log consumer looks for new events.
+    events_poll_interval_ms: float = Field(default=50.0, ge=1, le=60_000)
+    # A relay partition or embedded-log position is owned by one process at a time, for
+    # this long unless renewed: a crashed owner is replaced after at most this.
+    events_lease_s: float = Field(default=10.0, ge=0.5, le=3600)
+    # Deliveries a consumer handles in one transaction.
+    consumer_batch_size_max: int = Field(default=200, ge=1, le=10_000)
+    # Attempts per delivery before it is parked in the dead-letter queue, and the first
+    # back-off between attempts (doubling each time, with jitter, up to 30 s).
+    consumer_attempts_max: int = Field(default=5, ge=1, le=100)
+    consumer_backoff_ms: float = Field(default=100.0, ge=0, le=60_000)
+    # A delivery not acknowledged within this long is handed to another worker
+    # (JetStream's ack wait, Redis Streams' reclaim); longer than a batch's retries.
+    consumer_ack_wait_s: float = Field(default=30.0, ge=1, le=86_400)
+    # Published events (and consumers' records of them) are kept this long for the
+    # feed and for de-duplication, then deleted in rounds of at most the batch.
+    events_retention_s: int = Field(default=7 * 86_400, ge=3600, le=365 * 86_400)
+    events_cleanup_batch_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    events_cleanup_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+
+    # Notifications (docs/notifications.md). E-mails are always queued; a mailer sends them
+    # only where an SMTP server is set: `smtp://host:1025`, `smtps://user:pass@host:465`.
+    smtp_url: str | None = Field(default=None, pattern=r"^smtps?://[^\s]+$")
+    # One address, with or without a display name; no line breaks (it becomes a header).
+    smtp_from: str = Field(
+        default="PayFlow <no-reply@payflow.local>",
+        pattern=r"^([^<>\r\n]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$",
+    )
+    # The whole exchange for one e-mail (connect, TLS, commands); past it the attempt
+    # counts as failed, so a slow mail server never holds a mailer up for long.
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Attempts per e-mail before it is marked failed, and the first back-off between
+    # attempts (doubling each time, with jitter, up to an hour).
+    mail_attempts_max: int = Field(default=8, ge=1, le=100)
+    mail_backoff_s: float = Field(default=30.0, gt=0, le=86_400)
+    # E-mails a mailer claims per round and sends at once (one connection each).
+    mail_batch_size_max: int = Field(default=10, ge=1, le=1000)
+    # How often an idle mailer looks for due e-mails.
+    mail_poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
     @field_validator("database_url")
     @classmethod
     def _normalize(cls, value: str) -> str:

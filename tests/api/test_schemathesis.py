@@ -86,6 +86,7 @@ MONEY_MOVING = {
     ("post", "/v1/holds/{hold_id}/capture"),
     ("post", "/v1/holds/{hold_id}/release"),
     ("post", "/v1/operator/adjustments"),
+    ("post", "/v1/operator/rewards/pool/fundings"),
 }
 
 # The document the application generates (no server or database needed for that).

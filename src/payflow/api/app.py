@@ -26,10 +26,13 @@ from payflow.api.state import AppState
 from payflow.config import Settings, get_settings
 from payflow.db import create_engine, read
 from payflow.errors import PayFlowError
+from payflow.events import api as events_api
 from payflow.identity import api as identity_api
 from payflow.identity.tokens import SigningKeys, ensure_signing_key
 from payflow.ledger import audit, expire_pending_transfers
+from payflow.notifications import api as notifications_api
 from payflow.operators import api as operators_api
+from payflow.rewards import api as rewards_api
 from payflow.timestamps import now_ns
 from payflow.transfers import api as transfers_api
 from payflow.wallets import api as wallets_api
@@ -264,6 +267,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         wallets_api.router,
         transfers_api.router,
         operators_api.router,
+        rewards_api.operator_router,
+        rewards_api.router,
+        notifications_api.router,
+        events_api.router,
         ops.router,
     ):
         app.include_router(router)

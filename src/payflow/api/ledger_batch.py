@@ -20,6 +20,7 @@ from payflow.api.idempotency import Claim, complete_claims
 from payflow.api.replies import Completion, Reply
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
+from payflow.events.signals import outbox_committed
 from payflow.ledger import Transfer, TransferOutcome, TransferResult, create_transfers
 
 
@@ -74,7 +75,9 @@ def create_ledger_batcher(
     """The process's micro-batcher for money moves (one flusher on SQLite's one writer)."""
 
     async def flush(items: list[LedgerWork]) -> list[Reply]:
-        return await run_in_transaction(engine, lambda conn: _apply(conn, items))
+        replies = await run_in_transaction(engine, lambda conn: _apply(conn, items))
+        outbox_committed()
+        return replies
 
     return MicroBatcher(
         flush=flush,

@@ -65,6 +65,11 @@ async def _serve_up(console: Console, *, host: str, port: int, demo: bool) -> No
             await serving
             return
         await asyncio.sleep(0.05)
+    from payflow.events.registry import all_consumers
+    from payflow.events.runtime import start_runtime
+
+    # The event backbone in this process: consumers (and the relay, with a broker).
+    events = await start_runtime(settings, consumers=all_consumers(), relay=True)
     base = f"http://{host}:{port}"
     if demo:
         from payflow.api.demo import load_demo
@@ -75,8 +80,13 @@ async def _serve_up(console: Console, *, host: str, port: int, demo: bool) -> No
     console.print(f"  API docs     {base}/docs   (OpenAPI: {base}/openapi.json)")
     console.print(f"  Health       {base}/health")
     console.print("  Dashboard    not built yet: use the API docs page above")
+    console.print(f"  Events       {events.broker.name} delivery; feed at {base}/v1/events")
     console.print("Ctrl-C stops it (in-flight requests finish first).")
-    await serving
+    try:
+        await serving
+    finally:
+        await events.close()
+        await events.engine.dispose()
 
 
 def run_up(console: Console, *, host: str, port: int, demo: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, or_, select, update
@@ -10,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.errors import PayFlowError
+from payflow.events.outbox import emit
 from payflow.identity import models, tokens
 from payflow.identity.domain import (
     Role,
@@ -20,6 +22,7 @@ from payflow.identity.domain import (
     is_email,
     normalize_email,
 )
+from payflow.identity.events import user_registered
 from payflow.identity.passwords import verify_password
 from payflow.ids import uuid7
 from payflow.timestamps import now_ns
@@ -74,6 +77,7 @@ async def create_user(
                     created_at=user.created_at,
                 )
             )
+        await emit(conn, [user_registered(user)])
     except IntegrityError:
         # A concurrent registration took the e-mail or handle between check and insert;
         # it has committed (the unique index waited for it), so the check now names which.
@@ -104,6 +108,15 @@ async def _check_unclaimed(conn: AsyncConnection, *, email: str, handle: str) ->
 async def get_user(conn: AsyncConnection, user_id: uuid.UUID) -> User | None:
     row = (await conn.execute(select(models.users).where(models.users.c.id == user_id))).first()
     return _user(row) if row is not None else None
+
+
+async def get_users(conn: AsyncConnection, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+    """The users among `user_ids` (one query), by id; unknown ids are left out."""
+    if not user_ids:
+        return {}
+    table = models.users
+    rows = (await conn.execute(select(table).where(table.c.id.in_(set(user_ids))))).all()
+    return {row.id: _user(row) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from payflow.ledger.service import (
     create_accounts,
     create_transfers,
     expire_pending_transfers,
+    lock_accounts,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "get_account_history",
     "get_account_transfers",
     "get_pending_status",
+    "lock_accounts",
     "lookup_accounts",
     "lookup_transfers",
 ]

@@ -295,3 +295,14 @@ async def expire_pending_transfers(
     ]
     outcomes = await create_transfers(conn, voids, now_ns=now_ns, allow_expiry=True)
     return sum(1 for outcome in outcomes if outcome.ok)
+
+
+async def lock_accounts(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:
+    """Lock these accounts (those that exist) until the caller's transaction ends, in id
+    order with one statement.
+
+    For callers that will make several ledger calls in one transaction: taking every lock
+    up front, ordered like the ledger's own batches take theirs, means two transactions
+    never wait for each other in a cycle.
+    """
+    await repository.lock_accounts(conn, set(ids))

@@ -7,13 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from payflow.api.models import metadata as api_metadata
 from payflow.db import create_engine
-from payflow.identity.models import metadata as identity_metadata
-from payflow.ledger.models import metadata as ledger_metadata
-from payflow.operators.models import metadata as operators_metadata
-from payflow.transfers.models import metadata as transfers_metadata
-from payflow.wallets.models import metadata as wallets_metadata
+from payflow.migrations_metadata import all_metadata
 
 config = context.config
 
@@ -21,14 +16,7 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=[
-            ledger_metadata,
-            identity_metadata,
-            wallets_metadata,
-            transfers_metadata,
-            operators_metadata,
-            api_metadata,
-        ],
+        target_metadata=all_metadata(),
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

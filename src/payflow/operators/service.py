@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.replies import Completion, Reply
+from payflow.events.outbox import outbox_row
 from payflow.ids import format_public_id, uuid7
 from payflow.ledger import Cursor, Page, Transfer, TransferOutcome
 from payflow.operators import models
+from payflow.operators.events import adjustment_posted
 from payflow.pagination import newest_first
 from payflow.timestamps import now_ns, to_rfc3339
 from payflow.transfers.domain import ledger_error, succeeded
@@ -94,7 +96,8 @@ def plan_adjustment(
             details=body,
             at=at,
         )
-        return Completion(Reply(201, body), inserts=[(models.audit_log, row)])
+        event = adjustment_posted(transfer.id, body, user_id=wallet.user_id, at=at)
+        return Completion(Reply(201, body), inserts=[(models.audit_log, row), outbox_row(event)])
 
     return LedgerWork(transfers=(transfer,), complete=complete, claim=claim)
 

@@ -14,11 +14,19 @@ from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.replies import Completion, Reply
 from payflow.errors import PayFlowError
+from payflow.events.outbox import outbox_row
 from payflow.ledger import Cursor, Page, Transfer, TransferFlags, TransferOutcome
 from payflow.pagination import newest_first
 from payflow.timestamps import now_ns
 from payflow.transfers import models
 from payflow.transfers.domain import SUCCEEDED, Hold, TransferRecord, ledger_error, succeeded
+from payflow.transfers.events import (
+    HOLD_CAPTURED,
+    HOLD_CREATED,
+    HOLD_RELEASED,
+    hold_event,
+    transfer_completed,
+)
 from payflow.transfers.views import hold_view, transfer_view
 from payflow.wallets.domain import SystemAccount, TransferCode, Wallet
 from payflow.wallets.service import system_account_id
@@ -90,7 +98,10 @@ def plan_move(
         )
         return Completion(
             Reply(201, transfer_view(record, wallets)),
-            inserts=[(models.transfers, _record_row(record))],
+            inserts=[
+                (models.transfers, _record_row(record)),
+                outbox_row(transfer_completed(record, wallets)),
+            ],
         )
 
     return LedgerWork(transfers=(transfer,), complete=complete, claim=claim)
@@ -206,7 +217,10 @@ def plan_hold(
         )
         return Completion(
             Reply(201, hold_view(hold, {wallet.id: wallet}, now_ns=created_at)),
-            inserts=[(models.holds, _hold_row(hold))],
+            inserts=[
+                (models.holds, _hold_row(hold)),
+                outbox_row(hold_event(HOLD_CREATED, hold, {wallet.id: wallet}, at=created_at)),
+            ],
         )
 
     return LedgerWork(transfers=(transfer,), complete=complete, claim=claim)
@@ -290,7 +304,11 @@ def plan_capture(
         body["transfer"] = transfer_view(record, wallets)
         return Completion(
             Reply(200, body),
-            inserts=[(models.transfers, _record_row(record))],
+            inserts=[
+                (models.transfers, _record_row(record)),
+                outbox_row(hold_event(HOLD_CAPTURED, captured, wallets, at=at)),
+                outbox_row(transfer_completed(record, wallets)),
+            ],
             statements=[_resolve_statement(captured)],
         )
 
@@ -307,9 +325,11 @@ def plan_release(claim: Claim, *, hold: Hold, wallets: dict[uuid.UUID, Wallet]) 
         if not succeeded(outcome.code):
             return Completion(Reply.error(ledger_error(outcome.code)))
         assert outcome.transfer is not None
-        released = replace(hold, status="released", resolved_at=outcome.transfer.timestamp)
+        at = outcome.transfer.timestamp
+        released = replace(hold, status="released", resolved_at=at)
         return Completion(
-            Reply(200, hold_view(released, wallets, now_ns=outcome.transfer.timestamp)),
+            Reply(200, hold_view(released, wallets, now_ns=at)),
+            inserts=[outbox_row(hold_event(HOLD_RELEASED, released, wallets, at=at))],
             statements=[_resolve_statement(released)],
         )
 

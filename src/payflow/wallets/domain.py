@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Final
 
-from payflow.ledger import Account
+from payflow.ledger import Account, AccountFlags
 
 ADDRESS_DOMAIN: Final = "payflow"
 
@@ -22,6 +22,8 @@ class AccountCode(IntEnum):
     HOLDS = 11
     # The other side of operators' manual adjustments.
     ADJUSTMENTS = 12
+    # The funded budget cashback is paid from (and clawbacks return to).
+    REWARDS_POOL = 13
 
 
 class TransferCode(IntEnum):
@@ -32,18 +34,28 @@ class TransferCode(IntEnum):
     HOLD = 3
     CAPTURE = 4
     ADJUSTMENT = 5
+    CASHBACK = 6
+    CLAWBACK = 7
+    POOL_FUNDING = 8
 
 
 class SystemAccount(StrEnum):
     BANK_CLEARING = "bank_clearing"
     HOLDS = "holds"
     ADJUSTMENTS = "adjustments"
+    REWARDS_POOL = "rewards_pool"
 
 
 SYSTEM_ACCOUNT_CODES: Final = {
     SystemAccount.BANK_CLEARING: AccountCode.BANK_CLEARING,
     SystemAccount.HOLDS: AccountCode.HOLDS,
     SystemAccount.ADJUSTMENTS: AccountCode.ADJUSTMENTS,
+    SystemAccount.REWARDS_POOL: AccountCode.REWARDS_POOL,
+}
+# The pool is a budget, not a clearing account: the ledger refuses to pay out more than
+# was put in. The others may run negative (clearing goes negative as wallets top up).
+SYSTEM_ACCOUNT_FLAGS: Final = {
+    SystemAccount.REWARDS_POOL: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
 }
 
 

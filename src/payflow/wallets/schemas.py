@@ -58,6 +58,9 @@ class StatementEntry(BaseModel):
         "hold_captured",
         "hold_released",
         "hold_expired",
+        "cashback",
+        "clawback",
+        "pool_funding",
         "other",
     ]
     direction: Literal["credit", "debit"]

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.errors import PayFlowError
+from payflow.events.outbox import emit
 from payflow.ids import uuid7
 from payflow.ledger import Account, AccountFlags, AccountResult, create_accounts, lookup_accounts
 from payflow.money import is_currency
@@ -17,11 +18,13 @@ from payflow.wallets import models
 from payflow.wallets.domain import (
     ADDRESS_DOMAIN,
     SYSTEM_ACCOUNT_CODES,
+    SYSTEM_ACCOUNT_FLAGS,
     AccountCode,
     Balance,
     SystemAccount,
     Wallet,
 )
+from payflow.wallets.events import wallet_opened
 
 _SYSTEM_NAMESPACE = uuid.UUID("6d1b8a52-4f0e-4c55-9f43-2f1f0c1d7a10")
 
@@ -71,7 +74,12 @@ async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
     accounts do not exist. Checking costs two reads, and wallets open rarely.
     """
     accounts = [
-        Account(id=system_account_id(name, currency), currency=currency, code=int(code))
+        Account(
+            id=system_account_id(name, currency),
+            currency=currency,
+            code=int(code),
+            flags=SYSTEM_ACCOUNT_FLAGS.get(name, AccountFlags.NONE),
+        )
         for name, code in SYSTEM_ACCOUNT_CODES.items()
     ]
     results = await create_accounts(conn, accounts)
@@ -133,6 +141,7 @@ async def open_wallet(
             created_at=wallet.created_at,
         )
     )
+    await emit(conn, [wallet_opened(wallet)])
     return wallet
 
 

@@ -19,6 +19,9 @@ _KINDS = {
     TransferCode.HOLD: "hold",
     TransferCode.CAPTURE: "capture",
     TransferCode.ADJUSTMENT: "adjustment",
+    TransferCode.CASHBACK: "cashback",
+    TransferCode.CLAWBACK: "clawback",
+    TransferCode.POOL_FUNDING: "pool_funding",
 }
 
 
