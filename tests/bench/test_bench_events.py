@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from payflow.cli import app
+from payflow.events.registry import all_consumers
 from tests.services import (
     NATS_URL,
     PG_ADMIN_URL,
@@ -52,10 +53,11 @@ async def _namespace_objects(kind: str, namespace: str) -> list[str]:
     if kind == "rabbitmq":
         connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
         async with connection:
-            for declare, name in (
+            queues = [f"{namespace}.{c}" for c in ["bench", *all_consumers()]]
+            for declare, name in [
                 ("declare_exchange", f"{namespace}.events"),
-                ("declare_queue", f"{namespace}.bench"),
-            ):
+                *(("declare_queue", queue) for queue in queues),
+            ]:
                 # A passive declaration of something missing closes its channel.
                 channel = await connection.channel()
                 try:

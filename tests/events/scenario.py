@@ -9,6 +9,7 @@ After the traffic, `wait_until_drained` waits for every event to be processed, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from payflow.bench.events_brokers import remove_namespace
 from payflow.events import models
+from payflow.events.brokers import broker_kind
 from payflow.events.cleanup import backlog
 from payflow.events.registry import all_consumers
 from tests.api.conftest import (
@@ -47,6 +50,7 @@ class Scenario:
     merchant: User
     customers: list[User]
     processes: list[Process] = field(default_factory=list)
+    broker: tuple[str, str, str] | None = None  # kind, url, namespace
     merchant_payments: list[tuple[User, int]] = field(default_factory=list)
     p2p: int = 0
 
@@ -97,6 +101,9 @@ def start_processes(
         scenario.processes.append(Process(["worker"], env, tmp_path / f"worker{i}.log"))
     for process in scenario.processes:
         process.start()
+    url, namespace = settings.get("broker_url"), settings.get("broker_namespace")
+    if url:
+        scenario.broker = (broker_kind(str(url)), str(url), str(namespace))
 
 
 async def pay(scenario: Scenario, count: int, *, concurrency: int = 8) -> None:
@@ -225,6 +232,11 @@ async def check_exactly_once(scenario: Scenario) -> None:
 async def shutdown(scenario: Scenario) -> None:
     for process in scenario.processes:
         process.stop()
+    if scenario.broker is not None:
+        kind, url, namespace = scenario.broker
+        # Best effort: a broker an outage test destroyed has nothing left to remove.
+        with contextlib.suppress(Exception):
+            await remove_namespace(kind, url, namespace, all_consumers())
     await scenario.server.client.aclose()
     await scenario.server.engine.dispose()
     await scenario.stop_server()

@@ -29,7 +29,7 @@ from tests.services import (
 
 pytestmark = pytest.mark.timeout(240)
 
-PAYMENTS = 700
+PAYMENTS = 600
 
 BROKERS = {
     "rabbitmq": (RABBITMQ_URL, ensure_rabbitmq),

@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from payflow.bench.events_brokers import remove_namespace
 from payflow.config import Settings
 from payflow.db import create_engine
 from payflow.events import models
 from payflow.events.brokers import Broker, create_broker
 from payflow.events.consumers import run_consumer
 from payflow.events.outbox import PARTITIONS
+from payflow.events.registry import all_consumers
 from payflow.events.relay import Relay
 from tests.events.support import (
     echo_consumer,
@@ -37,6 +39,9 @@ from tests.services import (
 )
 
 pytestmark = pytest.mark.timeout(120)
+
+# Consumers this module's tests subscribed, for the namespace's removal afterwards.
+TEST_CONSUMERS: list[str] = []
 
 BROKERS = {
     "rabbitmq": (RABBITMQ_URL, ensure_rabbitmq),
@@ -70,6 +75,11 @@ async def setup(
     engine = create_engine(settings=settings)
     yield engine, settings
     await engine.dispose()
+    # Relays declare every registered consumer's queue; tests' names start with "c".
+    assert settings.broker_url is not None
+    consumers = [*all_consumers(), "order_probe", *TEST_CONSUMERS]
+    await remove_namespace(request.param, settings.broker_url, settings.broker_namespace, consumers)
+    TEST_CONSUMERS.clear()
 
 
 async def _wait_for(predicate: object, timeout_s: float = 60) -> None:
@@ -163,6 +173,7 @@ async def test_consumers_behind_a_broker_apply_each_event_once(
     engine, settings = setup
     event_type = unique_type()
     name = f"c{uuid.uuid4().hex[:10]}"
+    TEST_CONSUMERS.append(name)
     consumer = echo_consumer(name, event_type)
     stop = asyncio.Event()
     workers = [create_broker(settings, engine) for _ in range(2)]

@@ -10,6 +10,7 @@ import pytest
 
 from tests.api.conftest import (
     Server,
+    User,
     create_operator,
     key,
     register,
@@ -72,7 +73,6 @@ class TestCreate:
         operator = await create_operator(api)
         merchant = await register(api.client, role="merchant")
         currency = fresh_currency(api)
-        before = await newest_action(api.client, operator)
         everywhere = await create_rule(
             api, operator, **{**VALID, "currency": currency}, name="Diwali 1.5 %"
         )
@@ -104,7 +104,7 @@ class TestCreate:
         assert (own["merchant_id"], own["active"], own["rate_bp"]) == (merchant.id, False, 10_000)
         fetched = await api.client.get(f"{RULES}/{own['id']}", headers=operator.auth)
         assert fetched.json() == own
-        logged = await actions_since(api.client, operator, before)
+        logged = await actions_about(api, operator, {own["id"], everywhere["id"]})
         assert [(a["action"], a["target"]) for a in logged] == [
             ("rewards_rule_created", own["id"]),
             ("rewards_rule_created", everywhere["id"]),
@@ -133,11 +133,18 @@ class TestCreate:
         assert await actions_since(api.client, operator, action_before) == []
 
 
+async def actions_about(api: Server, operator: User, targets: set[str]) -> list[dict[str, Any]]:
+    """The latest operator actions on `targets`, newest first. Found by target, not by
+    position after an earlier action: other tests' actions share the log, and those
+    stamped with a ledger transfer's time may sort after later ones."""
+    recent = await actions_since(api.client, operator, None)
+    return [a for a in recent if a["target"] in targets]
+
+
 class TestChange:
     async def test_deactivate_and_reactivate_are_logged_once(self, api: Server) -> None:
         operator = await create_operator(api)
         made = await create_rule(api, operator, currency=fresh_currency(api))
-        before = await newest_action(api.client, operator)
         path = f"{RULES}/{made['id']}"
         off = await api.client.post(f"{path}/deactivate", headers=operator.auth)
         assert off.status_code == 200, off.text
@@ -148,10 +155,11 @@ class TestChange:
         on = await api.client.post(f"{path}/reactivate", headers=operator.auth)
         assert on.json()["active"] is True
         assert (await api.client.get(path, headers=operator.auth)).json() == on.json()
-        logged = await actions_since(api.client, operator, before)
+        logged = await actions_about(api, operator, {made["id"]})
         assert [a["action"] for a in logged] == [
             "rewards_rule_reactivated",
             "rewards_rule_deactivated",
+            "rewards_rule_created",
         ]
         assert {a["target"] for a in logged} == {made["id"]}
 

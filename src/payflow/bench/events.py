@@ -42,6 +42,7 @@ from payflow.bench.events_pipeline import (
 from payflow.bench.events_report import print_report
 from payflow.bench.ledger import create_bench_accounts
 from payflow.config import Settings
+from payflow.events.registry import all_consumers
 from payflow.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,11 @@ def _delivery(
 
 
 def _remove_namespace(kind: str, url: str, namespace: str) -> None:
-    # A failure here must not hide the one that ended the measurement, if any.
+    # PayFlow's registered consumers too: a relay declares their groups unless told
+    # otherwise. A failure here must not hide the one that ended the measurement, if any.
+    consumers = [CONSUMER_NAME, *all_consumers()]
     try:
-        asyncio.run(remove_namespace(kind, url, namespace, [CONSUMER_NAME]))
+        asyncio.run(remove_namespace(kind, url, namespace, consumers))
     except Exception as error:
         log.warning("could not remove namespace %s from %s: %s", namespace, kind, error)
 

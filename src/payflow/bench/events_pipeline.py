@@ -242,7 +242,12 @@ async def measure_delivery(
     try:
         async with _brokers(settings, engine, kind) as (consumer_broker, relay_broker):
             await _write_backlog(engine, maker, events)
-            relay = Relay(engine, relay_broker, settings) if relay_broker else None
+            relay = None
+            if relay_broker is not None:
+                # The bench consumer is the only subscriber: the relay declares its group
+                # alone, not those of PayFlow's registered consumers.
+                subscribers = {CONSUMER_NAME: BENCH_CONSUMER.event_types}
+                relay = Relay(engine, relay_broker, settings, subscribers=subscribers)
             opened = await _mark(broker)
             began = time.monotonic()
             tasks = [

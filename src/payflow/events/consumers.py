@@ -83,33 +83,48 @@ async def _claim(conn: AsyncConnection, consumer: Consumer, event: Event) -> boo
     return result.rowcount == 1
 
 
+async def _claim_all(conn: AsyncConnection, consumer: Consumer, events: list[Event]) -> set[object]:
+    """`_claim` for a whole batch in one statement: the ids recorded now (the others were
+    processed already)."""
+    at = now_ns()
+    rows = [{"consumer": consumer.name, "event_id": e.id, "processed_at": at} for e in events]
+    statement = _insert_processed(conn).values(rows).returning(models.processed.c.event_id)
+    return set((await conn.execute(statement)).scalars())
+
+
+async def _processed(conn: AsyncConnection, consumer: Consumer, events: list[Event]) -> set[object]:
+    table = models.processed
+    query = select(table.c.event_id).where(
+        table.c.consumer == consumer.name, table.c.event_id.in_([e.id for e in events])
+    )
+    return set((await conn.execute(query)).scalars())
+
+
 async def apply_events(
     conn: AsyncConnection, consumer: Consumer, events: Sequence[Event], *, isolate: bool
 ) -> dict[object, str]:
     """Apply `events` not yet processed by `consumer`, in the caller's transaction.
 
-    With `isolate`, each event runs in its own savepoint and the failures are returned
-    (event id → error) while the others stand; without it the first failure propagates.
+    Without `isolate` the batch is claimed in one statement and the first failure
+    propagates (the caller's transaction then rolls back, claims included). With it,
+    each event is claimed and applied in its own savepoint, and the failures are returned
+    (event id → error) while the others stand.
     """
-    ids = [e.id for e in events]
-    table = models.processed
-    done = set(
-        (
-            await conn.execute(
-                select(table.c.event_id).where(
-                    table.c.consumer == consumer.name, table.c.event_id.in_(ids)
-                )
-            )
-        ).scalars()
-    )
-    failures: dict[object, str] = {}
-    todo = list({e.id: e for e in events if e.id not in done}.values())
-    if consumer.lock is not None and todo:
-        await consumer.lock(conn, todo)
-    for event in todo:
-        if not isolate:
-            if await _claim(conn, consumer, event):
+    unique = list({e.id: e for e in events}.values())
+    if not unique:
+        return {}
+    if consumer.lock is not None:
+        await consumer.lock(conn, unique)
+    if not isolate:
+        claimed = await _claim_all(conn, consumer, unique)
+        for event in unique:
+            if event.id in claimed:
                 await consumer.handle(conn, event)
+        return {}
+    done = await _processed(conn, consumer, unique)
+    failures: dict[object, str] = {}
+    for event in unique:
+        if event.id in done:
             continue
         try:
             async with conn.begin_nested():
