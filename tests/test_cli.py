@@ -11,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from payflow.cli import app
+from payflow.db import create_engine
 
 runner = CliRunner()
 
@@ -186,3 +187,91 @@ class TestIdentityCommands:
                 kids = [r[0] for r in rows]
             assert len(kids) == expected
             assert kids[-1] in result.stdout
+
+
+class TestEventCommands:
+    """`payflow dead-letters` and `payflow events-backlog`, as an operator runs them."""
+
+    def _run(self, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "payflow.cli", *args],
+            env={"PATH": "/usr/bin:/bin", "PAYFLOW_DATABASE_URL": _sqlite_url(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def _park(self, tmp_path: Path, consumer: str) -> str:
+        import asyncio
+
+        from payflow.events.dead_letters import park
+        from payflow.migrate import upgrade
+        from tests.events.support import make_events, unique_type
+
+        upgrade(_sqlite_url(tmp_path))
+        [event] = make_events(unique_type(), 1)
+
+        async def write() -> None:
+            engine = create_engine(_sqlite_url(tmp_path))
+            try:
+                await park(
+                    engine,
+                    consumer=consumer,
+                    body=event.encode(),
+                    event=event,
+                    error="x",
+                    attempts=3,
+                )
+            finally:
+                await engine.dispose()
+
+        asyncio.run(write())
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            [(letter_id,)] = db.execute(
+                "SELECT id FROM events_dead_letters WHERE event_id = ?", (event.id.hex,)
+            ).fetchall()
+        return f"dlq_{letter_id}"
+
+    def _statuses(self, tmp_path: Path) -> list[str]:
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            return [s for (s,) in db.execute("SELECT status FROM events_dead_letters ORDER BY id")]
+
+    def test_list_and_replay_dead_letters(self, tmp_path: Path) -> None:
+        first = self._park(tmp_path, "rewards")
+        self._park(tmp_path, "notifications")
+        listed = self._run(tmp_path, "dead-letters", "list", "--consumer", "rewards")
+        assert listed.returncode == 0, listed.stderr
+        assert "rewards" in listed.stdout and "notifications" not in listed.stdout
+        one = self._run(tmp_path, "dead-letters", "replay", first)
+        assert one.returncode == 0, one.stdout + one.stderr
+        assert sorted(self._statuses(tmp_path)) == ["parked", "replaying"]
+        again = self._run(tmp_path, "dead-letters", "replay", first)
+        assert again.returncode == 1
+        assert "dead_letter_not_parked" in again.stdout
+        rest = self._run(tmp_path, "dead-letters", "replay", "--all")
+        assert rest.returncode == 0
+        assert "1 dead letter(s)" in rest.stdout
+        assert self._statuses(tmp_path) == ["replaying", "replaying"]
+
+    def test_bad_replays_are_refused(self, tmp_path: Path) -> None:
+        self._park(tmp_path, "rewards")
+        neither = self._run(tmp_path, "dead-letters", "replay")
+        assert neither.returncode == 2
+        assert "--all" in neither.stdout
+        for bad in ("dlq_nothex", f"dlq_{'0' * 32}"):
+            refused = self._run(tmp_path, "dead-letters", "replay", bad)
+            assert refused.returncode == 1, refused.stdout
+            assert "invalid_id" in refused.stdout or "dead_letter_not_found" in refused.stdout
+        assert self._statuses(tmp_path) == ["parked"]
+
+    def test_the_backlog_says_what_waits(self, tmp_path: Path) -> None:
+        self._park(tmp_path, "rewards")
+        local = self._run(tmp_path, "events-backlog")
+        assert local.returncode == 0
+        assert "in-process delivery" in local.stdout
+        broker = self._run(
+            tmp_path, "events-backlog", PAYFLOW_BROKER_URL="redis://127.0.0.1:6379/0"
+        )
+        assert broker.returncode == 0, broker.stderr
+        assert "unpublished events: 0" in broker.stdout
