@@ -35,6 +35,9 @@ BACKOFF_S_MAX = 30.0
 # A broker or database outage is retried at least this often, so service resumes within
 # seconds of the outage ending.
 OUTAGE_RETRY_S_MAX = 5.0
+# How long one `receive` may wait for a first delivery (brokers block server-side; the
+# embedded log polls): also how long a stopping worker may take to notice.
+RECEIVE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +229,6 @@ async def run_consumer(
     A broker or database outage is waited out: the loop backs off and tries again, and
     whatever was not acknowledged is delivered again.
     """
-    poll_s = settings.events_poll_interval_ms / 1000
     count_max = min(settings.consumer_batch_size_max, consumer.batch_size_max or 1_000_000)
     failures = 0
     subscribed = False
@@ -235,7 +237,9 @@ async def run_consumer(
             if not subscribed:
                 await broker.subscribe(consumer.name, consumer.event_types)
                 subscribed = True
-            deliveries = await broker.receive(consumer.name, count_max=count_max, timeout_s=poll_s)
+            deliveries = await broker.receive(
+                consumer.name, count_max=count_max, timeout_s=RECEIVE_WAIT_S
+            )
             if deliveries:
                 await handle_deliveries(engine, broker, consumer, deliveries, settings)
             failures = 0

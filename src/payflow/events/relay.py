@@ -128,12 +128,16 @@ class Relay:
         """Relay until `stop` is set; broker or database outages are waited out."""
         poll_s = self.settings.events_poll_interval_ms / 1000
         failures = 0
+        idle = 0
         while not stop.is_set():
             try:
                 count = await self.relay_once()
                 failures = 0
+                idle = 0 if count else idle + 1
                 if count < self.settings.relay_batch_size_max:
-                    await wait_for_events(poll_s)
+                    # Idle, the outbox is polled less and less often (up to 8× the
+                    # interval); in-process commits wake the relay at once anyway.
+                    await wait_for_events(poll_s * 2 ** min(max(idle - 1, 0), 3))
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -25,6 +25,8 @@ from payflow.events.feed import START, Position, read_after
 from payflow.events.signals import wait_for_events
 from payflow.timestamps import now_ns
 
+IDLE_DOUBLINGS_MAX = 3
+
 
 class LocalBroker:
     name = "local"
@@ -36,6 +38,7 @@ class LocalBroker:
         self.owner = leases.new_owner_id()
         self.subscriptions: dict[str, frozenset[str]] = {}
         self.renew_at: dict[str, float] = {}
+        self.idle_polls: dict[str, int] = {}
 
     async def start(self) -> None:
         """Nothing to connect to: the log is the database."""
@@ -90,9 +93,16 @@ class LocalBroker:
                 async with read(self.engine) as conn:
                     deliveries = await self._read(conn, consumer, count_max)
             left_s = deadline - time.monotonic()
-            if deliveries or left_s <= 0:
+            if deliveries:
+                self.idle_polls[consumer] = 0
                 return deliveries
-            await wait_for_events(min(left_s, self.poll_s))
+            if left_s <= 0:
+                return deliveries
+            # An idle log is polled less and less often (up to 8× the interval): each poll
+            # costs a query, and in-process writers wake readers at once anyway.
+            idle = self.idle_polls.get(consumer, 0)
+            self.idle_polls[consumer] = idle + 1
+            await wait_for_events(min(left_s, self.poll_s * 2 ** min(idle, IDLE_DOUBLINGS_MAX)))
 
     async def ack(self, consumer: str, deliveries: Sequence[Delivery]) -> None:
         """Move the position past `deliveries` (never backwards: a slow former reader
