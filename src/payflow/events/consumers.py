@@ -250,9 +250,10 @@ async def run_consumer(
             delay_s = min(OUTAGE_RETRY_S_MAX, backoff_s(min(failures, 10), 100))
             log.exception("consumer %s: retrying in %.1f s", consumer.name, delay_s)
             subscribed = False
-            await _sleep_or_stop(stop, delay_s)
+            await sleep_or_stop(stop, delay_s)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+    """Wait `delay_s`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=delay_s)

@@ -11,7 +11,6 @@ in between publishes it again, and consumers de-duplicate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ from payflow.config import Settings
 from payflow.db import read
 from payflow.events import leases, models
 from payflow.events.brokers import Broker
-from payflow.events.consumers import OUTAGE_RETRY_S_MAX, backoff_s
+from payflow.events.consumers import OUTAGE_RETRY_S_MAX, backoff_s, sleep_or_stop
 from payflow.events.feed import event_of
 from payflow.events.outbox import PARTITIONS
 from payflow.events.signals import wait_for_events
@@ -145,8 +144,7 @@ class Relay:
                 self.declared = False
                 delay_s = min(OUTAGE_RETRY_S_MAX, backoff_s(failures, 200))
                 log.exception("relay: retrying in %.1f s", delay_s)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay_s)
+                await sleep_or_stop(stop, delay_s)
 
     async def close(self) -> None:
         """Give up this relay's leases so others take its partitions at once."""

@@ -21,7 +21,7 @@ from payflow.db import create_engine
 from payflow.events import leases
 from payflow.events.brokers import Broker, broker_kind, create_broker
 from payflow.events.cleanup import cleanup_once
-from payflow.events.consumers import Consumer, apply_events, run_consumer
+from payflow.events.consumers import Consumer, apply_events, run_consumer, sleep_or_stop
 from payflow.events.dead_letters import claim_replays, event_of, resolve
 from payflow.events.relay import Relay
 
@@ -54,8 +54,7 @@ async def _every(
             await work()
         except Exception:
             log.exception("%s failed; retrying in %.1f s", name, interval_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        await sleep_or_stop(stop, interval_s)
 
 
 @dataclass
