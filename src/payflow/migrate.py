@@ -21,12 +21,12 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+def upgrade(database_url: str | None = None, revision: str = "heads") -> None:
     """Bring the database at `database_url` (default: configured) up to `revision`."""
     command.upgrade(alembic_config(database_url or get_settings().database_url), revision)
 
 
-async def upgrade_async(database_url: str | None = None, revision: str = "head") -> None:
+async def upgrade_async(database_url: str | None = None, revision: str = "heads") -> None:
     """`upgrade` from async code: Alembic's env runs its own event loop, so use a thread."""
     await asyncio.to_thread(upgrade, database_url, revision)
 

@@ -24,6 +24,11 @@ class AccountCode(IntEnum):
     ADJUSTMENTS = 12
     # The funded budget cashback is paid from (and clawbacks return to).
     REWARDS_POOL = 13
+    # Money on its way out to other banks: payouts' pending debits land here, and are
+    # posted once the partner bank confirmed the credit (or voided back to the wallet).
+    PAYOUTS_TRANSIT = 14
+    # PayFlow's revenue: merchant fees taken at settlement.
+    FEES = 15
 
 
 class TransferCode(IntEnum):
@@ -37,6 +42,10 @@ class TransferCode(IntEnum):
     CASHBACK = 6
     CLAWBACK = 7
     POOL_FUNDING = 8
+    PAYMENT = 9
+    REFUND = 10
+    PAYOUT = 11
+    FEE = 12
 
 
 class SystemAccount(StrEnum):
@@ -44,6 +53,8 @@ class SystemAccount(StrEnum):
     HOLDS = "holds"
     ADJUSTMENTS = "adjustments"
     REWARDS_POOL = "rewards_pool"
+    PAYOUTS_TRANSIT = "payouts_transit"
+    FEES = "fees"
 
 
 SYSTEM_ACCOUNT_CODES: Final = {
@@ -51,6 +62,8 @@ SYSTEM_ACCOUNT_CODES: Final = {
     SystemAccount.HOLDS: AccountCode.HOLDS,
     SystemAccount.ADJUSTMENTS: AccountCode.ADJUSTMENTS,
     SystemAccount.REWARDS_POOL: AccountCode.REWARDS_POOL,
+    SystemAccount.PAYOUTS_TRANSIT: AccountCode.PAYOUTS_TRANSIT,
+    SystemAccount.FEES: AccountCode.FEES,
 }
 # The pool is a budget, not a clearing account: the ledger refuses to pay out more than
 # was put in. The others may run negative (clearing goes negative as wallets top up).
