@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     # Redis Streams: the stream is trimmed to about this many entries (bounds memory;
     # entries are trimmed oldest first, after every group has read far past them).
     broker_stream_length_max: int = Field(default=1_000_000, ge=10_000, le=100_000_000)
+    # RabbitMQ queue type. `classic`: durable, persistent, survives restarts — right for one
+    # node. `quorum`: replicated across a cluster; on RabbitMQ before 3.13 a single node's
+    # quorum queues can stay leaderless after a crash (docs/events.md), so pick it for
+    # clusters on RabbitMQ 3.13 or later. Changing it needs new queues (a new namespace).
+    broker_rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     # Events the relay moves per round (one query, one confirmed publish, one update).
     relay_batch_size_max: int = Field(default=500, ge=1, le=10_000)
     # How often an idle relay or embedded-log consumer looks for new events.

@@ -90,7 +90,11 @@ def create_broker(settings: Settings, engine: AsyncEngine) -> Broker:
     if kind == "rabbitmq":
         from payflow.events.brokers.rabbitmq import RabbitMQBroker
 
-        return RabbitMQBroker(settings.broker_url, namespace=namespace)
+        return RabbitMQBroker(
+            settings.broker_url,
+            namespace=namespace,
+            queue_type=settings.broker_rabbitmq_queue_type,
+        )
     if kind == "nats":
         from payflow.events.brokers.nats import NatsBroker
 

@@ -1,4 +1,4 @@
-"""RabbitMQ: one durable topic exchange, one durable quorum queue per consumer.
+"""RabbitMQ: one durable topic exchange, one durable queue per consumer.
 
 Names: the exchange is `<namespace>.events`, the routing key of an event is its type, and
 consumer `c` reads the queue `<namespace>.c`, bound once per event type it subscribes to.
@@ -13,14 +13,19 @@ What this means for the relay and consumers:
   starts at the beginning of the stream.
 - Messages are persistent and published with publisher confirms; `publish` awaits the
   confirms of the whole batch. A channel keeps the order of its publishes.
-- Queues are quorum queues: replicated on a cluster, and they survive a broker restart
-  with their messages. RabbitMQ 4 drops a message redelivered more than its default
-  delivery limit (20); PayFlow parks failing events itself, so only repeated worker
-  crashes redeliver that often, but operators may raise the limit by policy.
+- Queues are durable classic queues by default (they survive a broker restart with
+  their persistent messages; confirms come once a message is on disk), or quorum queues
+  (`PAYFLOW_BROKER_RABBITMQ_QUEUE_TYPE=quorum`): replicated on a cluster. On RabbitMQ
+  before 3.13 a single node's quorum queues may elect no leader after a crash (seen
+  here with 3.10: every publish then waits forever), hence the default. RabbitMQ 4
+  drops a quorum-queue message redelivered more than its delivery limit (20); PayFlow
+  parks failing events itself, so only repeated worker crashes redeliver that often,
+  but operators may raise the limit by policy.
 - Each consumer's channel prefetches at most twice the batch its first `receive` asks
   for; a consumer callback feeds an in-process queue that `receive` drains.
 - No automatic reconnection: a connection lost to a broker restart makes the next
-  `receive` or `ack` raise; `publish` and `subscribe` open a new connection. The consumer
+  `receive` or `ack` raise; `publish` and `subscribe` open a new connection, and a
+  publish that failed or timed out drops its connection so the retry starts afresh. The consumer
   runner subscribes again after an error, and unacknowledged messages of the lost
   connection are redelivered by the broker.
 """
@@ -50,7 +55,6 @@ CONNECT_TIMEOUT_S: Final = 10.0
 PUBLISH_TIMEOUT_S: Final = 10.0
 # basic.qos takes a 16-bit count.
 PREFETCH_COUNT_MAX: Final = 65_535
-QUEUE_ARGUMENTS: Final[dict[str, Any]] = {"x-queue-type": "quorum"}
 
 
 @dataclass(slots=True)
@@ -71,8 +75,10 @@ class RabbitMQBroker:
 
     name = "rabbitmq"
 
-    def __init__(self, url: str, *, namespace: str) -> None:
+    def __init__(self, url: str, *, namespace: str, queue_type: str = "classic") -> None:
+        assert queue_type in ("classic", "quorum"), queue_type
         self._url = url
+        self._queue_arguments: dict[str, Any] = {"x-queue-type": queue_type}
         self._namespace = namespace
         self.exchange_name = f"{namespace}.events"
         self._connection: AbstractConnection | None = None
@@ -144,17 +150,34 @@ class RabbitMQBroker:
         # All publishes start in order and queue on the channel's lock in that order, so
         # the broker receives them in order; waiting for the confirms together costs one
         # round trip per batch instead of one per event.
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            results = await asyncio.gather(
-                *(
-                    exchange.publish(message, routing_key=event.type, mandatory=False)
-                    for message, event in zip(messages, events, strict=True)
-                ),
-                return_exceptions=True,
-            )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                results = await asyncio.gather(
+                    *(
+                        exchange.publish(message, routing_key=event.type, mandatory=False)
+                        for message, event in zip(messages, events, strict=True)
+                    ),
+                    return_exceptions=True,
+                )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        except BaseException:
+            # A channel whose confirms timed out or failed may never confirm again (seen
+            # after a broker restart while quorum queues recovered): the next attempt
+            # starts on a new connection rather than waiting on this one forever.
+            await self._forget_publish_connection()
+            raise
+
+    async def _forget_publish_connection(self) -> None:
+        async with self._lock:
+            connection, self._connection = self._connection, None
+            self._exchange = None
+            self._publish_channel = None
+            self._subscriptions.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def subscribe(self, consumer: str, event_types: frozenset[str]) -> None:
         async with self._lock:
@@ -173,7 +196,7 @@ class RabbitMQBroker:
         channel = await connection.channel(publisher_confirms=False)
         await self._declare_exchange(channel)
         queue = await channel.declare_queue(
-            self.queue_name(consumer), durable=True, arguments=QUEUE_ARGUMENTS
+            self.queue_name(consumer), durable=True, arguments=self._queue_arguments
         )
         inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         channel.close_callbacks.add(lambda _channel, _error: inbox.put_nowait(None))
