@@ -18,7 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from payflow.db import create_engine
 from payflow.ledger import audit
 from payflow.migrate import upgrade
+from tests.bank import bank
 from tests.services import PG_ADMIN_URL, PG_HOST, PG_PORT, ensure_postgresql
+
+# One bank simulator per backend for the whole run, shared by every package (tests/bank.py).
+__all__ = ["bank"]
 
 BACKENDS = ("sqlite", "postgresql")
 

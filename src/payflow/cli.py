@@ -104,12 +104,22 @@ def up(
     demo: Annotated[bool, typer.Option(help="Load demo users and money moves")] = False,
     host: Annotated[str | None, typer.Option(help="Default: PAYFLOW_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default: PAYFLOW_API_PORT")] = None,
+    bank_sim: Annotated[
+        bool, typer.Option(help="Run the bank simulator in-process at PAYFLOW_BANK_URL")
+    ] = True,
 ) -> None:
-    """Run PayFlow in one process: API, hold expiry, audits (SQLite by default)."""
+    """Run PayFlow in one process: API, event consumers, payouts, bank simulator (SQLite
+    by default)."""
     from payflow.api.server import run_up
 
     settings = get_settings()
-    run_up(console, host=host or settings.api_host, port=port or settings.api_port, demo=demo)
+    run_up(
+        console,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        demo=demo,
+        bank_sim=bank_sim,
+    )
 
 
 @app.command()
@@ -320,6 +330,70 @@ def bench_events(
     )
     if as_json:
         sys.stdout.write(json.dumps(report) + "\n")
+
+
+bank_sim_app = typer.Typer(
+    help="The partner-bank simulator (docs/banksim.md): serve it, or fetch a statement."
+)
+app.add_typer(bank_sim_app, name="bank-sim")
+_RATE = typer.Option(min=0.0, max=1.0)
+
+
+@bank_sim_app.callback(invoke_without_command=True)
+def bank_sim(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Default: PAYFLOW_BANKSIM_HOST")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Default: 8081")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The bank's own store (SQLite file or PostgreSQL)")
+    ] = None,
+    latency_ms: Annotated[float | None, typer.Option(min=0, help="Added to every /v1 call")] = (
+        None
+    ),
+    failure_rate: Annotated[float | None, _RATE] = None,
+    timeout_rate: Annotated[float | None, _RATE] = None,
+    lost_response_rate: Annotated[float | None, _RATE] = None,
+    unavailable_rate: Annotated[float | None, _RATE] = None,
+    timeout_hold_s: Annotated[float | None, typer.Option(min=0, max=600)] = None,
+    seed: Annotated[int | None, typer.Option(help="Repeatable faults and discrepancies")] = None,
+    fee_per_credit: Annotated[int | None, typer.Option(min=0, help="Minor units")] = None,
+    missing_line_rate: Annotated[float | None, _RATE] = None,
+    unexpected_line_rate: Annotated[float | None, _RATE] = None,
+) -> None:
+    """Serve the bank simulator until SIGTERM/SIGINT (its own store, created at start)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from payflow.banksim import BankSimConfig, run_bank_sim
+
+    flags = dict(ctx.params)
+    try:
+        config = BankSimConfig.from_settings(get_settings(), **flags)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    run_bank_sim(config)
+
+
+@bank_sim_app.command("statement")
+def bank_sim_statement(
+    date: Annotated[str, typer.Option(help="YYYY-MM-DD (UTC)")],
+    format: Annotated[str, typer.Option(help="csv, mt940 or camt053")] = "csv",
+    url: Annotated[str | None, typer.Option(help="Default: the configured simulator")] = None,
+) -> None:
+    """Print one day's statement of PayFlow's account at the simulated bank."""
+    import httpx
+
+    settings = get_settings()
+    base = url or f"http://{settings.banksim_host}:{settings.banksim_port}"
+    try:
+        response = httpx.get(f"{base}/v1/statements/{date}", params={"format": format})
+    except httpx.HTTPError as error:
+        console.print(f"[red]cannot reach the bank simulator at {base}: {error}[/red]")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        console.print(f"[red]{response.status_code}: {response.text}[/red]")
+        raise typer.Exit(1)
+    sys.stdout.write(response.text)
 
 
 def _safe(url: str) -> str:

@@ -131,6 +131,63 @@ class Settings(BaseSettings):
     events_cleanup_batch_max: int = Field(default=10_000, ge=1, le=1_000_000)
     events_cleanup_interval_s: float = Field(default=60.0, gt=0, le=86_400)
 
+    # Partner-bank simulator (docs/banksim.md): `payflow bank-sim`, and the one `payflow up`
+    # runs. Its own store, never PayFlow's database. Fault rates are probabilities per
+    # request (together at most 1); a seed makes faults and statement discrepancies
+    # repeatable. Fees are minor units of the nostro account's currency per credit.
+    banksim_host: str = "127.0.0.1"
+    banksim_port: int = Field(default=8081, ge=1, le=65535)
+    banksim_database_url: str = "sqlite+aiosqlite:///./payflow-banksim.db"
+    banksim_latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    banksim_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    banksim_timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    banksim_lost_response_rate: float = Field(default=0.0, ge=0, le=1)
+    banksim_unavailable_rate: float = Field(default=0.0, ge=0, le=1)
+    # How long a "timed out" credit is held before the bank processes it anyway.
+    banksim_timeout_hold_s: float = Field(default=10.0, ge=0, le=600)
+    banksim_seed: int | None = None
+    banksim_fee_per_credit: int = Field(default=0, ge=0, le=2**62)
+    banksim_missing_line_rate: float = Field(default=0.0, ge=0, le=1)
+    banksim_unexpected_line_rate: float = Field(default=0.0, ge=0, le=1)
+
+    # Payouts (docs/payouts.md): money out to other banks through the partner bank's API
+    # (`payflow bank-sim` here; `payflow up` runs one in-process at this address).
+    bank_url: str = Field(default="http://127.0.0.1:8081", pattern=r"^https?://[^\s]+$")
+    # One call to the bank; past it the outcome is unknown and the payout asks again.
+    bank_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # A saga still running this long after its last step is swept: its pending step is
+    # taken without waiting for its event, and the bank is asked about its credit. The
+    # bank is told not to act on a credit past this deadline, which makes "never
+    # received" a final answer after it.
+    payout_deadline_s: float = Field(default=60.0, ge=1, le=7 * 86_400)
+    # Back-off between bank calls for one payout: doubling from the base, with jitter.
+    payout_retry_base_s: float = Field(default=1.0, gt=0, le=3600)
+    payout_retry_cap_s: float = Field(default=30.0, gt=0, le=86_400)
+    # Bank calls a worker makes at once, and payouts a sweep round moves at most.
+    payout_batch_size_max: int = Field(default=50, ge=1, le=1000)
+    # How often an idle bank caller looks for due calls, and how often the sweeper runs.
+    payout_poll_interval_ms: float = Field(default=200.0, ge=1, le=60_000)
+    payout_sweep_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # The largest single payout, in minor units.
+    payout_amount_max: int = Field(default=100_000_000, ge=1)
+
+    # Settlement (docs/settlement.md): each merchant is paid its succeeded payments, less
+    # refunds and fees, in one batch per cycle (the merchant's `settlement_interval_s`,
+    # daily by default) through the payouts saga. A worker running the `settlement`
+    # consumer looks for merchants whose cycle is due this often.
+    settlement_poll_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    # Payments in one settlement at most: a merchant with more waits for the next
+    # settlement, which the cycle then runs at once rather than a whole interval later.
+    settlement_items_max: int = Field(default=1000, ge=1, le=10_000)
+    # Merchants one round of the loop (or one operator run of all merchants) settles.
+    settlement_merchants_max: int = Field(default=100, ge=1, le=10_000)
+
+    # Merchant payments (docs/payments.md). A manual-capture payment's authorization (a
+    # pending ledger transfer) expires after this long: the ledger voids it and the sweep
+    # marks the payment FAILED `authorization_expired`, in rounds of at most the batch.
+    payment_authorization_expiry_s: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
+    payment_sweep_batch_size: int = Field(default=500, ge=1, le=100_000)
+
     # Notifications (docs/notifications.md). E-mails are always queued; a mailer sends them
     # only where an SMTP server is set: `smtp://host:1025`, `smtps://user:pass@host:465`.
     smtp_url: str | None = Field(default=None, pattern=r"^smtps?://[^\s]+$")
@@ -150,6 +207,49 @@ class Settings(BaseSettings):
     mail_batch_size_max: int = Field(default=10, ge=1, le=1000)
     # How often an idle mailer looks for due e-mails.
     mail_poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
+    # Webhooks (docs/webhooks.md). A delivery is tried at once, then again after each wait
+    # of the retry schedule in turn (its last wait repeats), each wait with ±20 % jitter,
+    # up to `webhook_attempts_max` attempts; then it is given up. The default spreads 8
+    # attempts over about 27 hours. A list: JSON in the environment (`[5, 300, 1800]`).
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        min_length=1,
+        max_length=50,
+    )
+    webhook_attempts_max: int = Field(default=8, ge=1, le=50)
+    # One attempt, from connecting to reading the answer; past it the attempt has failed.
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    # An endpoint is disabled (and its owner told) when all its attempts have failed for
+    # this long, or when this many of its deliveries in a row were given up on.
+    webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0, le=365 * 86_400)
+    webhook_disable_after_failed_deliveries: int = Field(default=50, ge=1, le=100_000)
+    # Endpoint URLs on private, loopback, link-local or otherwise non-public addresses are
+    # refused, at creation and at every delivery, unless allow-listed here by host name
+    # (`hooks.internal`) or network (`10.1.0.0/16`, `127.0.0.1/32`, `::1/128`).
+    webhook_allowed_private: list[str] = Field(default_factory=list, max_length=100)
+    webhook_endpoints_per_owner_max: int = Field(default=20, ge=1, le=1000)
+    # Deliveries a dispatcher claims per round and sends at once (one connection each).
+    webhook_batch_size_max: int = Field(default=50, ge=1, le=1000)
+    # How often an idle dispatcher looks for due deliveries.
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # The most deliveries one range replay may re-send (a larger range is refused).
+    webhook_replay_max: int = Field(default=1000, ge=1, le=100_000)
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _retry_waits(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= wait <= 7 * 86_400 for wait in value):
+            raise ValueError("each retry wait is 0 to 604800 seconds")
+        return value
+
+    @field_validator("webhook_allowed_private")
+    @classmethod
+    def _allowed_private(cls, value: list[str]) -> list[str]:
+        from payflow.webhooks.network import parse_allowed
+
+        parse_allowed(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -11,11 +11,15 @@ def all_metadata() -> list[MetaData]:
     from payflow.events.models import metadata as events
     from payflow.identity.models import metadata as identity
     from payflow.ledger.models import metadata as ledger
+    from payflow.merchants.models import metadata as payments  # payments shares it
     from payflow.notifications.models import metadata as notifications
     from payflow.operators.models import metadata as operators
+    from payflow.payouts.models import metadata as payouts
     from payflow.rewards.models import metadata as rewards
+    from payflow.settlement.models import metadata as settlement
     from payflow.transfers.models import metadata as transfers
     from payflow.wallets.models import metadata as wallets
+    from payflow.webhooks.models import metadata as webhooks
 
     return [
         ledger,
@@ -27,4 +31,8 @@ def all_metadata() -> list[MetaData]:
         events,
         notifications,
         rewards,
+        webhooks,
+        payments,
+        payouts,
+        settlement,
     ]

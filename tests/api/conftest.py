@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from payflow.api.app import create_app
 from payflow.config import Settings
 from payflow.db import create_engine
 from tests.conftest import assert_audit_passes
-from tests.services import REDIS_HOST, REDIS_PORT, ensure_redis
+from tests.services import REDIS_HOST, REDIS_PORT, ensure_redis, free_port
 
 # Cheap password hashing for tests (argon2id still; production cost is in config.py).
 os.environ.setdefault("PAYFLOW_PASSWORD_HASH_TIME_COST", "1")
@@ -30,12 +29,6 @@ os.environ.setdefault("PAYFLOW_PASSWORD_HASH_MEMORY_KIB", "256")
 os.environ.setdefault("PAYFLOW_PASSWORD_HASH_PARALLELISM", "1")
 
 PASSWORD = "correct-horse-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,6 +87,8 @@ def settings_for(database_url: str, backend: str, **overrides: Any) -> Settings:
         "rate_limit_auth_requests": 100_000,
         "audit_interval_s": 0,
         "sweep_interval_s": 0.2,
+        # Several servers share one PostgreSQL in a run: keep few idle connections each.
+        "database_pool_size": 10,
     }
     values.update(overrides)
     return Settings(**values)

@@ -53,7 +53,7 @@ from tests.services import ensure_redis
 
 T = TypeVar("T")
 
-EXAMPLES_MAX = 25
+EXAMPLES_MAX = 15
 HOLDS = 5
 CHECKS = [
     not_a_server_error,
@@ -87,6 +87,12 @@ MONEY_MOVING = {
     ("post", "/v1/holds/{hold_id}/release"),
     ("post", "/v1/operator/adjustments"),
     ("post", "/v1/operator/rewards/pool/fundings"),
+    ("post", "/v1/payouts"),
+    ("post", "/v1/payments"),
+    ("post", "/v1/payments/{payment_id}/capture"),
+    ("post", "/v1/payments/{payment_id}/cancel"),
+    ("post", "/v1/refunds"),
+    ("post", "/v1/operator/settlements/run"),
 }
 
 # The document the application generates (no server or database needed for that).

@@ -219,6 +219,67 @@ class TestHoldsAdjustmentsWelcomeCashback:
         assert notice.body.endswith("…")
 
 
+def payment(**changes: Any) -> dict[str, Any]:
+    data = {
+        "payment_id": "pay_" + "2" * 32,
+        "amount": 24_000,
+        "currency": "INR",
+        "customer_user_id": usr(ASHA),
+        "merchant_user_id": usr(SHOP),
+        "failure_reason": "insufficient_funds",
+    }
+    data.update(changes)
+    return data
+
+
+def payout(**changes: Any) -> dict[str, Any]:
+    data = {
+        "id": "po_" + "3" * 32,
+        "amount": 10_000,
+        "currency": "INR",
+        "user_id": usr(RAVI),
+        "destination": {"vpa": "ravi@okbank"},
+        "failure_reason": "account_not_found",
+    }
+    data.update(changes)
+    return data
+
+
+class TestPaymentsAndPayouts:
+    def test_a_payment_tells_the_customer_and_the_merchant(self) -> None:
+        customer, merchant = templates.render(event("payment.succeeded", payment()), PEOPLE)
+        assert customer.user_id == ASHA.id
+        assert customer.title == "You paid ₹240.00 to Chai Shop"
+        assert merchant.user_id == SHOP.id
+        assert merchant.title == "Asha Rao (@asha) paid you ₹240.00"
+        assert customer.email is None and merchant.email is None
+
+    def test_a_failed_payment_says_why(self) -> None:
+        [notice] = templates.render(event("payment.failed", payment()), PEOPLE)
+        assert notice.user_id == ASHA.id
+        assert "insufficient funds" in notice.body
+
+    def test_a_refund_is_emailed_to_the_customer(self) -> None:
+        [notice] = templates.render(event("payment.refunded", payment(amount=4_000)), PEOPLE)
+        assert notice.title == "Chai Shop refunded you ₹40.00"
+        assert notice.email is not None
+
+    def test_payout_ends(self) -> None:
+        [done] = templates.render(event("TRANSACTION_COMPLETED", payout()), PEOPLE)
+        assert done.user_id == RAVI.id
+        assert done.title == "₹100.00 reached ravi@okbank"
+        account = {"bank_code": "OKBK0000001", "account_number": "100000000002"}
+        [failed] = templates.render(
+            event("TRANSACTION_FAILED", payout(destination=account)), PEOPLE
+        )
+        assert failed.title == "Your payout of ₹100.00 to account ending 0002 at OKBK0000001 failed"
+        assert "account not found" in failed.body
+        assert failed.email is not None
+
+    def test_the_parties_include_every_user_id_key(self) -> None:
+        assert templates.parties(event("payment.succeeded", payment())) == {ASHA.id, SHOP.id}
+
+
 MALFORMED: list[tuple[str, dict[str, Any]]] = [
     ("transfer.completed", {k: v for k, v in transfer("p2p").items() if k != "amount"}),
     ("transfer.completed", transfer("p2p", amount=125.0)),
@@ -245,6 +306,13 @@ MALFORMED: list[tuple[str, dict[str, Any]]] = [
     ("cashback.clawed_back", {"user_id": "usr_" + ASHA.id.hex, "currency": "INR"}),
     ("cashback.clawed_back", {"user_id": "usr_" + ASHA.id.hex, "amount": 1}),
     ("wallet.opened", {"user_id": "usr_" + ASHA.id.hex}),
+    ("payment.succeeded", payment(amount=1.5)),
+    ("payment.succeeded", payment(customer_user_id="usr_bad")),
+    ("payment.refunded", {k: v for k, v in payment().items() if k != "customer_user_id"}),
+    ("payment.failed", payment(payment_id=None)),
+    ("TRANSACTION_COMPLETED", payout(destination="ravi@okbank")),
+    ("TRANSACTION_FAILED", payout(user_id=None)),
+    ("TRANSACTION_FAILED", payout(amount="100")),
 ]
 
 
@@ -265,6 +333,12 @@ def test_the_consumer_subscribes_to_every_templated_type() -> None:
         "user.registered",
         "cashback.paid",
         "cashback.clawed_back",
+        "webhook_endpoint.disabled",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+        "TRANSACTION_COMPLETED",
+        "TRANSACTION_FAILED",
     }
 
 

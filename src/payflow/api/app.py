@@ -30,13 +30,19 @@ from payflow.events import api as events_api
 from payflow.identity import api as identity_api
 from payflow.identity.tokens import SigningKeys, ensure_signing_key
 from payflow.ledger import audit, expire_pending_transfers
+from payflow.merchants import api as merchants_api
 from payflow.notifications import api as notifications_api
 from payflow.operators import api as operators_api
+from payflow.payments import api as payments_api
+from payflow.payments.sweep import sweep_expired_authorizations
+from payflow.payouts import api as payouts_api
 from payflow.rewards import api as rewards_api
+from payflow.settlement import api as settlement_api
 from payflow.timestamps import now_ns
 from payflow.transfers import api as transfers_api
 from payflow.wallets import api as wallets_api
 from payflow.wallets.service import ensure_system_accounts
+from payflow.webhooks import api as webhooks_api
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +198,9 @@ def _background(state: AppState) -> list[asyncio.Task[None]]:
                 expired = await expire_pending_transfers(conn)
             if expired < settings.ledger_expiry_batch_size:
                 break
+        await sweep_expired_authorizations(
+            state.engine, batch_size=settings.payment_sweep_batch_size
+        )
         async with state.engine.begin() as conn:
             await sweep_expired(conn, limit=IDEMPOTENCY_SWEEP_BATCH)
         if (
@@ -266,10 +275,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         identity_api.router,
         wallets_api.router,
         transfers_api.router,
+        merchants_api.router,
+        payments_api.router,
+        payouts_api.router,
+        settlement_api.router,
         operators_api.router,
         rewards_api.operator_router,
         rewards_api.router,
         notifications_api.router,
+        webhooks_api.router,
         events_api.router,
         ops.router,
     ):

@@ -41,6 +41,50 @@ async def _login(client: httpx.AsyncClient, handle: str, name: str, role: str) -
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
+async def _merchant_money(client: httpx.AsyncClient, auth: dict[str, dict[str, str]]) -> None:
+    """Chai Shop as a merchant settled to its bank every two minutes, a card-style payment
+    from Asha with a partial refund, and a payout from Ravi to his account at OK Bank."""
+    shop = auth["chaishop"]
+    profile = await client.post(
+        "/v1/merchants",
+        json={
+            "business_name": "Chai Shop",
+            "settlement_destination": {
+                "bank_code": "OKBK0000001",
+                "account_number": "100000000004",
+            },
+            "settlement_interval_s": 120,
+        },
+        headers=shop,
+    )
+    if profile.status_code not in (201, 409):
+        profile.raise_for_status()
+    merchant = (await client.get("/v1/merchants/me", headers=shop)).json()
+    payment = await client.post(
+        "/v1/payments",
+        json={
+            "merchant": merchant["id"],
+            "amount": 24_000,
+            "currency": "INR",
+            "description": "a kilo of Assam tea",
+        },
+        headers={**auth["asha"], "Idempotency-Key": "demo-payment-0"},
+    )
+    payment.raise_for_status()
+    refund = await client.post(
+        "/v1/refunds",
+        json={"payment": payment.json()["id"], "amount": 4_000, "reason": "requested_by_customer"},
+        headers={**shop, "Idempotency-Key": "demo-refund-0"},
+    )
+    refund.raise_for_status()
+    payout = await client.post(
+        "/v1/payouts",
+        json={"amount": 10_000, "currency": "INR", "destination": {"vpa": "ravi@okbank"}},
+        headers={**auth["ravi"], "Idempotency-Key": "demo-payout-0"},
+    )
+    payout.raise_for_status()
+
+
 async def load_demo(console: Console, base_url: str) -> None:
     """Register the demo users, top them up, move some money, print who is who."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -62,6 +106,7 @@ async def load_demo(console: Console, base_url: str) -> None:
                 headers={**auth[sender], "Idempotency-Key": f"demo-transfer-{index}"},
             )
             response.raise_for_status()
+        await _merchant_money(client, auth)
         console.print(f"[bold]Demo users[/bold] (password {DEMO_PASSWORD!r}):")
         for handle, _, role, _ in USERS:
             wallets: list[dict[str, Any]] = (

@@ -12,14 +12,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.api.idempotency import Claim, check_key, fingerprint
+from payflow.api.idempotency import Claim, check_key, complete_claims, fingerprint
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import PROBLEM_CONTENT_TYPE
 from payflow.api.ratelimit import Decision, Policy
 from payflow.api.replies import Reply
 from payflow.api.state import AppState
-from payflow.db import read
+from payflow.db import read, run_in_transaction
 from payflow.errors import PayFlowError
+from payflow.events.signals import outbox_committed
 from payflow.identity import service as identity
 from payflow.identity.domain import Principal, Role
 from payflow.identity.service import API_KEY_PREFIX
@@ -163,6 +164,48 @@ async def move_money(
         raise
     except Exception:
         # Only a claim still in flight is dropped: a committed reply is never deleted.
+        await state.idempotency.abandon(begun)
+        raise
+    finally:
+        state.idempotency.release_local(principal.scope, key)
+
+
+Write = Callable[[AsyncConnection, Claim], Awaitable[Reply]]
+
+
+async def run_idempotent(
+    request: Request, state: AppState, principal: Principal, body: BaseModel | None, write: Write
+) -> Response:
+    """Like `move_money`, for requests whose effect is rows and events, not a ledger batch
+    (starting a payout saga): `write` runs in its own transaction with the stored reply.
+
+    `write` must be safe to run again for the same claim (a takeover after its lock ran
+    out): derive ids from `claim.resource_id` and return the existing row if it is there.
+    """
+    key = check_key(request.headers.get("Idempotency-Key"))
+    payload = body.model_dump(mode="json") if body is not None else None
+    digest = fingerprint(request.method, request.url.path, payload)
+    begun = await state.idempotency.begin(principal.scope, key, digest)
+    if isinstance(begun, Reply):
+        return reply_response(begun, replayed=True)
+
+    async def transaction(conn: AsyncConnection) -> Reply:
+        try:
+            async with conn.begin_nested():
+                reply = await write(conn, begun)
+        except PayFlowError as error:
+            reply = Reply.error(error)
+        await complete_claims(conn, [(begun, reply)])
+        return reply
+
+    try:
+        reply = await run_in_transaction(state.engine, transaction)
+        outbox_committed()
+        await state.idempotency.remember(principal.scope, key, digest, reply)
+        return reply_response(reply)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
         await state.idempotency.abandon(begun)
         raise
     finally:

@@ -56,8 +56,32 @@ def run_api(*, host: str, port: int, workers: int, access_log: bool) -> None:
     uvicorn.Server(config).run()
 
 
-async def _serve_up(console: Console, *, host: str, port: int, demo: bool) -> None:
+async def _start_bank(settings: Settings) -> tuple[asyncio.Event, asyncio.Task[None], str]:
+    """The partner-bank simulator at PAYFLOW_BANK_URL's port, in this process."""
+    from urllib.parse import urlsplit
+
+    from payflow.banksim.config import BankSimConfig
+    from payflow.banksim.server import serve
+
+    address = urlsplit(settings.bank_url)
+    config = BankSimConfig.from_settings(
+        settings, host=address.hostname or "127.0.0.1", port=address.port or 80
+    )
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(config, stop=stop, started=started))
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        await task
+    return stop, task, settings.bank_url
+
+
+async def _serve_up(console: Console, *, host: str, port: int, demo: bool, bank_sim: bool) -> None:
     settings = get_settings()
+    # The bank first: the payouts workers call it, and the API (started last) then owns
+    # Ctrl-C; uvicorn hands the signal on to the bank's server when the API has stopped.
+    bank = await _start_bank(settings) if bank_sim else None
     server = uvicorn.Server(_config(settings, host=host, port=port, workers=1, access_log=False))
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -81,15 +105,22 @@ async def _serve_up(console: Console, *, host: str, port: int, demo: bool) -> No
     console.print(f"  Health       {base}/health")
     console.print("  Dashboard    not built yet: use the API docs page above")
     console.print(f"  Events       {events.broker.name} delivery; feed at {base}/v1/events")
+    if bank is not None:
+        console.print(f"  Bank sim     {bank[2]}   (payouts and settlements are paid here)")
+    else:
+        console.print(f"  Bank         {settings.bank_url}   (not started here)")
     console.print("Ctrl-C stops it (in-flight requests finish first).")
     try:
         await serving
     finally:
         await events.close()
         await events.engine.dispose()
+        if bank is not None:
+            bank[0].set()
+            await bank[1]
 
 
-def run_up(console: Console, *, host: str, port: int, demo: bool) -> None:
+def run_up(console: Console, *, host: str, port: int, demo: bool, bank_sim: bool = True) -> None:
     """Migrate the embedded database and run everything in this one process."""
     upgrade(get_settings().database_url)
-    asyncio.run(_serve_up(console, host=host, port=port, demo=demo))
+    asyncio.run(_serve_up(console, host=host, port=port, demo=demo, bank_sim=bank_sim))

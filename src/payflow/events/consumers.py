@@ -25,6 +25,7 @@ from payflow.events import models
 from payflow.events.brokers import Broker, Delivery
 from payflow.events.dead_letters import park
 from payflow.events.domain import Event
+from payflow.events.signals import outbox_committed
 from payflow.timestamps import now_ns
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,9 @@ async def run_consumer(
             )
             if deliveries:
                 await handle_deliveries(engine, broker, consumer, deliveries, settings)
+                # Handlers write events and work for other local loops (the relay, the
+                # payouts bank caller): wake them rather than have them wait for a poll.
+                outbox_committed()
             failures = 0
         except asyncio.CancelledError:
             raise

@@ -8,9 +8,15 @@ from payflow.events.consumers import Consumer
 def all_consumers() -> dict[str, Consumer]:
     """Every consumer PayFlow ships, by name (imported here so contexts stay decoupled)."""
     from payflow.notifications.handlers import CONSUMER as notifications
+    from payflow.payouts.handlers import CONSUMER as payouts
     from payflow.rewards.handlers import CONSUMER as rewards
+    from payflow.settlement.handlers import CONSUMER as settlement
+    from payflow.webhooks.handlers import CONSUMER as webhooks
 
-    return {consumer.name: consumer for consumer in (notifications, rewards)}
+    return {
+        consumer.name: consumer
+        for consumer in (notifications, rewards, payouts, webhooks, settlement)
+    }
 
 
 def select_consumers(names: list[str] | None) -> dict[str, Consumer]:

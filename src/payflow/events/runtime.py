@@ -133,12 +133,29 @@ class EventsRuntime:
 
 
 def _extra_loops(runtime: EventsRuntime) -> list[Coroutine[Any, Any, None]]:
-    """Loops that belong with a consumer: the mailer sends what notifications queued."""
+    """Loops that belong with a consumer: the mailer sends what notifications queued, the
+    payouts bank caller and sweeper move sagas the consumer cannot (bank calls)."""
     loops: list[Coroutine[Any, Any, None]] = []
     if "notifications" in runtime.consumers and runtime.settings.smtp_url:
         from payflow.notifications.mailer import run_mailer
 
         loops.append(run_mailer(runtime.engine, runtime.settings, runtime.stop))
+    if "payouts" in runtime.consumers:
+        # The saga's bank calls and its sweeper run where its consumer runs.
+        from payflow.payouts.runner import run_bank_caller, run_sweeper
+
+        loops.append(run_bank_caller(runtime.engine, runtime.settings, runtime.stop))
+        loops.append(run_sweeper(runtime.engine, runtime.settings, runtime.stop))
+    if "webhooks" in runtime.consumers:
+        # The dispatcher sends, outside any transaction, what the webhooks consumer queued.
+        from payflow.webhooks.dispatcher import run_dispatcher
+
+        loops.append(run_dispatcher(runtime.engine, runtime.settings, runtime.stop))
+    if "settlement" in runtime.consumers:
+        # The cycle that makes settlements runs where the consumer that finishes them runs.
+        from payflow.settlement.runner import run_cycles
+
+        loops.append(run_cycles(runtime.engine, runtime.settings, runtime.stop))
     return loops
 
 

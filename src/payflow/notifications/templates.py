@@ -84,10 +84,12 @@ def _party(data: Mapping[str, Any], side: str) -> dict[str, Any] | None:
 
 
 def parties(event: Event) -> set[uuid.UUID]:
-    """Every user an event names (who is told, and whom the notices mention)."""
+    """Every user an event names (who is told, and whom the notices mention): `user_id`
+    and `*_user_id` at the top of its data, and the user of each party field."""
     found = set()
-    if "user_id" in event.data:
-        found.add(_user_id(event.data["user_id"]))
+    for name, value in event.data.items():
+        if (name == "user_id" or name.endswith("_user_id")) and value is not None:
+            found.add(_user_id(value))
     for side in _PARTY_FIELDS:
         ref = _party(event.data, side)
         if ref is not None and ref.get("user_id") is not None:
@@ -251,6 +253,124 @@ def cashback_clawed_back(event: Event, people: People) -> list[Notice]:
     return [_notice(_user_id(_field(data, "user_id")), title, body, people, email=True)]
 
 
+_DISABLED_BECAUSE: Final = {
+    "gone": "it answered 410 Gone",
+    "failing": "deliveries to it kept failing",
+}
+
+
+def webhook_endpoint_disabled(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    reason = _text(data, "reason")
+    if reason not in _DISABLED_BECAUSE:
+        raise MalformedEvent(f"unknown reason {reason!r} for disabling")
+    url = clip(_text(data, "url"), 200)
+    body = (
+        f"PayFlow stopped sending webhooks to {url} because {_DISABLED_BECAUSE[reason]}. "
+        "Fix the endpoint, enable it again, and replay what it missed. "
+        f"Endpoint {_text(data, 'id')}."
+    )
+    title = "A webhook endpoint was disabled"
+    return [_notice(_user_id(_field(data, "user_id")), title, body, people, email=True)]
+
+
+def _merchant_name(data: Mapping[str, Any], people: People) -> str:
+    merchant = people.get(_user_id(_field(data, "merchant_user_id")))
+    return merchant.name if merchant is not None else "the merchant"
+
+
+def payment_succeeded(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    amount, shop = _amount(data), _merchant_name(data, people)
+    customer = people.get(_user_id(_field(data, "customer_user_id")))
+    payer = f"{customer.name} (@{customer.handle})" if customer is not None else "a customer"
+    return [
+        _notice(
+            _user_id(data["customer_user_id"]),
+            f"You paid {amount} to {shop}",
+            f"Your payment of {amount} to {shop} went through. "
+            f"Payment {_text(data, 'payment_id')}.",
+            people,
+        ),
+        _notice(
+            _user_id(data["merchant_user_id"]),
+            f"{payer} paid you {amount}",
+            f"A payment of {amount} from {payer} is in your wallet. "
+            f"Payment {_text(data, 'payment_id')}.",
+            people,
+        ),
+    ]
+
+
+def payment_failed(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    amount, shop = _amount(data), _merchant_name(data, people)
+    reason = _optional_text(data, "failure_reason") or "it failed"
+    return [
+        _notice(
+            _user_id(_field(data, "customer_user_id")),
+            f"Your payment of {amount} to {shop} did not go through",
+            f"Reason: {reason.replace('_', ' ')}. Any money held for it is available again. "
+            f"Payment {_text(data, 'payment_id')}.",
+            people,
+        )
+    ]
+
+
+def payment_refunded(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    amount, shop = _amount(data), _merchant_name(data, people)
+    return [
+        _notice(
+            _user_id(_field(data, "customer_user_id")),
+            f"{shop} refunded you {amount}",
+            f"{amount} from your payment {_text(data, 'payment_id')} is back in your wallet.",
+            people,
+            email=True,
+        )
+    ]
+
+
+def _destination(data: Mapping[str, Any]) -> str:
+    destination = _field(data, "destination")
+    if not isinstance(destination, Mapping):
+        raise MalformedEvent("`destination` is not an object")
+    if destination.get("vpa"):
+        return str(destination["vpa"])
+    last_digits = str(destination.get("account_number", ""))[-4:]
+    return f"account ending {last_digits} at {destination.get('bank_code')}"
+
+
+def payout_completed(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    amount, to = _amount(data), _destination(data)
+    return [
+        _notice(
+            _user_id(_field(data, "user_id")),
+            f"{amount} reached {to}",
+            f"Your payout of {amount} to {to} was credited by the bank. "
+            f"Payout {_text(data, 'id')}.",
+            people,
+        )
+    ]
+
+
+def payout_failed(event: Event, people: People) -> list[Notice]:
+    data = event.data
+    amount, to = _amount(data), _destination(data)
+    reason = (_optional_text(data, "failure_reason") or "it failed").replace("_", " ")
+    return [
+        _notice(
+            _user_id(_field(data, "user_id")),
+            f"Your payout of {amount} to {to} failed",
+            f"The bank did not credit it ({reason}); the {amount} is back in your wallet. "
+            f"Payout {_text(data, 'id')}.",
+            people,
+            email=True,
+        )
+    ]
+
+
 RENDERERS: Final[dict[str, Callable[[Event, People], list[Notice]]]] = {
     "transfer.completed": transfer_completed,
     "hold.created": hold_created,
@@ -260,6 +380,13 @@ RENDERERS: Final[dict[str, Callable[[Event, People], list[Notice]]]] = {
     "user.registered": user_registered,
     "cashback.paid": cashback_paid,
     "cashback.clawed_back": cashback_clawed_back,
+    "webhook_endpoint.disabled": webhook_endpoint_disabled,
+    "payment.succeeded": payment_succeeded,
+    "payment.failed": payment_failed,
+    "payment.refunded": payment_refunded,
+    # The ends of a payout's saga; its steps in between are for webhooks.
+    "TRANSACTION_COMPLETED": payout_completed,
+    "TRANSACTION_FAILED": payout_failed,
 }
 
 

@@ -15,6 +15,9 @@ from payflow.api.problems import responses
 from payflow.api.schemas import Limit, money_moving, page, parse_cursor, parse_id
 from payflow.errors import PayFlowError
 from payflow.identity.domain import Principal
+from payflow.payouts.api import off_us_transfer
+from payflow.payouts.domain import is_off_us
+from payflow.payouts.schemas import PayoutOut
 from payflow.timestamps import now_ns
 from payflow.transfers import service
 from payflow.transfers.domain import Hold
@@ -35,11 +38,32 @@ from payflow.wallets.service import resolve_recipient, wallet_of
 router = APIRouter(prefix="/v1", tags=["transfers"], responses=responses(401, 429))
 
 
-@router.post("/transfers", **money_moving(TransferOut))
+# To an address at another bank the route starts a payout and answers 202 with it.
+_TRANSFER_ROUTE = money_moving(TransferOut)
+_TRANSFER_ROUTE["responses"][202] = {
+    "model": PayoutOut,
+    "description": "The address is at another bank: a payout was started",
+}
+
+
+@router.post("/transfers", **_TRANSFER_ROUTE)
 async def create_transfer(
     body: TransferBody, request: Request, principal: Caller, state: State
 ) -> Response:
-    """Send money to another PayFlow wallet, atomically. Needs an Idempotency-Key."""
+    """Send money to another PayFlow wallet, atomically (201). To an address at another
+    bank (`name@otherbank`) it starts a payout instead and answers 202 with the payout
+    (see `POST /v1/payouts`). Needs an Idempotency-Key."""
+    if is_off_us(body.to):
+        return await off_us_transfer(
+            request,
+            state,
+            principal,
+            body,
+            to=body.to,
+            amount=body.amount,
+            currency=body.currency,
+            note=body.note,
+        )
 
     async def plan(conn: AsyncConnection, claim: Claim) -> LedgerWork:
         sender = await wallet_of(conn, user_id=principal.user_id, currency=body.currency)
