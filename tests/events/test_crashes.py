@@ -31,6 +31,7 @@ pytestmark = pytest.mark.timeout(240)
 
 # Enough traffic for several kills of every process kind while it flows (~450 events).
 PAYMENTS = 240
+KILLS_MIN = 5
 
 BROKERS = {
     "rabbitmq": (RABBITMQ_URL, ensure_rabbitmq),
@@ -53,15 +54,18 @@ async def _run(database_url: str, backend: str, tmp_path: Path, broker_url: str 
         stop = asyncio.Event()
         killer = asyncio.create_task(chaos(scenario, stop, seed=len(str(tmp_path))))
         await pay(scenario, PAYMENTS)
-        # Keep killing a little while after the traffic, while the backlog drains.
-        await asyncio.sleep(2)
+        # Keep killing while the backlog drains, until the run has seen enough kills.
+        for _ in range(100):  # at most 20 s
+            if sum(p.kills for p in scenario.processes) >= KILLS_MIN:
+                break
+            await asyncio.sleep(0.2)
         stop.set()
         await killer
         for process in scenario.processes:
             if not process.alive():
                 process.start()
         await wait_until_drained(scenario)
-        assert sum(p.kills for p in scenario.processes) >= 5
+        assert sum(p.kills for p in scenario.processes) >= KILLS_MIN
         await check_exactly_once(scenario)
     finally:
         await shutdown(scenario)
