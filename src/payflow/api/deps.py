@@ -133,14 +133,15 @@ def reply_response(reply: Reply, *, replayed: bool = False) -> Response:
 Plan = Callable[[AsyncConnection, Claim], Awaitable[LedgerWork]]
 
 
-async def move_money(
-    request: Request, state: AppState, principal: Principal, body: BaseModel | None, plan: Plan
+async def _under_key(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    body: BaseModel | None,
+    effect: Callable[[Claim], Awaitable[Reply]],
 ) -> Response:
-    """Run a money-moving request under its Idempotency-Key.
-
-    `plan` does the reads and checks (raising PayFlowError for the client's mistakes) and
-    returns the ledger work; the micro-batcher commits it with the stored reply.
-    """
+    """Claim the request's Idempotency-Key, run `effect` once for the claim (or replay the
+    stored reply), remember the reply, and release the key."""
     key = check_key(request.headers.get("Idempotency-Key"))
     payload = body.model_dump(mode="json") if body is not None else None
     digest = fingerprint(request.method, request.url.path, payload)
@@ -148,18 +149,11 @@ async def move_money(
     if isinstance(begun, Reply):
         return reply_response(begun, replayed=True)
     try:
-        try:
-            async with read(state.engine) as conn:
-                work = await plan(conn, begun)
-        except PayFlowError as error:
-            reply = Reply.error(error)
-            await state.idempotency.finish(begun, reply)
-        else:
-            reply = await state.ledger.submit(work)
+        reply = await effect(begun)
         await state.idempotency.remember(principal.scope, key, digest, reply)
         return reply_response(reply)
     except asyncio.CancelledError:
-        # The batch may still commit and store the reply; the claim must stay (its lock
+        # The effect may still commit and store the reply; the claim must stay (its lock
         # expires if it does not).
         raise
     except Exception:
@@ -168,6 +162,28 @@ async def move_money(
         raise
     finally:
         state.idempotency.release_local(principal.scope, key)
+
+
+async def move_money(
+    request: Request, state: AppState, principal: Principal, body: BaseModel | None, plan: Plan
+) -> Response:
+    """Run a money-moving request under its Idempotency-Key.
+
+    `plan` does the reads and checks (raising PayFlowError for the client's mistakes) and
+    returns the ledger work; the micro-batcher commits it with the stored reply.
+    """
+
+    async def effect(claim: Claim) -> Reply:
+        try:
+            async with read(state.engine) as conn:
+                work = await plan(conn, claim)
+        except PayFlowError as error:
+            reply = Reply.error(error)
+            await state.idempotency.finish(claim, reply)
+            return reply
+        return await state.ledger.submit(work)
+
+    return await _under_key(request, state, principal, body, effect)
 
 
 Write = Callable[[AsyncConnection, Claim], Awaitable[Reply]]
@@ -182,31 +198,19 @@ async def run_idempotent(
     `write` must be safe to run again for the same claim (a takeover after its lock ran
     out): derive ids from `claim.resource_id` and return the existing row if it is there.
     """
-    key = check_key(request.headers.get("Idempotency-Key"))
-    payload = body.model_dump(mode="json") if body is not None else None
-    digest = fingerprint(request.method, request.url.path, payload)
-    begun = await state.idempotency.begin(principal.scope, key, digest)
-    if isinstance(begun, Reply):
-        return reply_response(begun, replayed=True)
 
-    async def transaction(conn: AsyncConnection) -> Reply:
-        try:
-            async with conn.begin_nested():
-                reply = await write(conn, begun)
-        except PayFlowError as error:
-            reply = Reply.error(error)
-        await complete_claims(conn, [(begun, reply)])
-        return reply
+    async def effect(claim: Claim) -> Reply:
+        async def transaction(conn: AsyncConnection) -> Reply:
+            try:
+                async with conn.begin_nested():
+                    reply = await write(conn, claim)
+            except PayFlowError as error:
+                reply = Reply.error(error)
+            await complete_claims(conn, [(claim, reply)])
+            return reply
 
-    try:
         reply = await run_in_transaction(state.engine, transaction)
         outbox_committed()
-        await state.idempotency.remember(principal.scope, key, digest, reply)
-        return reply_response(reply)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        await state.idempotency.abandon(begun)
-        raise
-    finally:
-        state.idempotency.release_local(principal.scope, key)
+        return reply
+
+    return await _under_key(request, state, principal, body, effect)
