@@ -11,14 +11,11 @@ from enum import StrEnum
 from typing import Final
 
 from payflow.errors import PayFlowError
+from payflow.payouts.domain import ACCOUNT_NUMBER_PATTERN, BANK_CODE_PATTERN, VPA_PATTERN
+from payflow.wallets.domain import ADDRESS_DOMAIN
 
-# Indian Financial System Code shape: four letters (the bank), a zero, six letters or
-# digits (the branch).
-BANK_CODE_PATTERN: Final = r"^[A-Z]{4}0[A-Z0-9]{6}$"
-ACCOUNT_NUMBER_PATTERN: Final = r"^[0-9]{6,18}$"
-# A UPI virtual payment address: `name@bank`.
-VPA_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{1,63}@[a-z][a-z0-9]{1,31}$"
-ON_US_DOMAIN: Final = "payflow"
+# Settlement is paid out through the payout saga: its destination rules are payouts'.
+ON_US_DOMAIN: Final = ADDRESS_DOMAIN
 BUSINESS_NAME_LENGTH_MAX: Final = 100
 SETTLEMENT_INTERVAL_S_DEFAULT: Final = 86_400
 SETTLEMENT_INTERVAL_S_MIN: Final = 60

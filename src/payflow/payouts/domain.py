@@ -82,9 +82,16 @@ def can_move(current: Step, to: Step) -> bool:
     return to in NEXT[current]
 
 
-_VPA = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}@[a-z][a-z0-9]{1,31}$")
-_BANK_CODE = re.compile(r"^[A-Z]{4}0[A-Z0-9]{6}$")
-_ACCOUNT_NUMBER = re.compile(r"^[0-9]{6,18}$")
+# What an account at another bank looks like, wherever PayFlow takes one (payouts,
+# merchants' settlement destinations). Bank codes have the Indian Financial System
+# Code's shape: four letters (the bank), a zero, six letters or digits (the branch).
+BANK_CODE_PATTERN: Final = r"^[A-Z]{4}0[A-Z0-9]{6}$"
+ACCOUNT_NUMBER_PATTERN: Final = r"^[0-9]{6,18}$"
+# A UPI virtual payment address `name@bank`, lower-cased.
+VPA_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{1,63}@[a-z][a-z0-9]{1,31}$"
+_VPA = re.compile(VPA_PATTERN)
+_BANK_CODE = re.compile(BANK_CODE_PATTERN)
+_ACCOUNT_NUMBER = re.compile(ACCOUNT_NUMBER_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
