@@ -75,15 +75,14 @@ async def claim_due(
     if not rows:
         return []
     lease_ns = int((settings.bank_timeout_s + CLAIM_MARGIN_S) * NS)
-    claimed = []
-    for row in rows:
-        payout = payout_of(row)
-        await conn.execute(
-            update(table)
-            .where(table.c.id == payout.id)
-            .values(attempts=payout.attempts + 1, next_attempt_at=now + lease_ns)
-        )
-        claimed.append(payout)
+    claimed = [payout_of(row) for row in rows]
+    # The payouts keep the attempt count they were read with: `record` checks that the
+    # count is still that plus one, i.e. that nobody claimed them since.
+    await conn.execute(
+        update(table)
+        .where(table.c.id.in_([p.id for p in claimed]))
+        .values(attempts=table.c.attempts + 1, next_attempt_at=now + lease_ns)
+    )
     return claimed
 
 

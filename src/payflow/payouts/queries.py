@@ -16,9 +16,12 @@ from payflow.payouts.service import payout_of
 from payflow.payouts.views import payout_view
 from payflow.timestamps import to_rfc3339
 
+TIMELINE_ATTEMPTS_MAX = 100
+
 
 async def timeline(conn: AsyncConnection, payout_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Every step the saga took, in order, each with the bank calls made while at it."""
+    """Every step the saga took, in order, each with the bank calls made while at it (the
+    latest `TIMELINE_ATTEMPTS_MAX` of them)."""
     steps = (
         await conn.execute(
             select(models.payout_steps)
@@ -26,13 +29,15 @@ async def timeline(conn: AsyncConnection, payout_id: uuid.UUID) -> list[dict[str
             .order_by(models.payout_steps.c.at)
         )
     ).all()
+    # A bank that stays silent for days makes thousands of attempts: show the latest.
     attempts = (
         await conn.execute(
             select(models.payout_attempts)
             .where(models.payout_attempts.c.payout_id == payout_id)
-            .order_by(models.payout_attempts.c.number)
+            .order_by(models.payout_attempts.c.number.desc())
+            .limit(TIMELINE_ATTEMPTS_MAX)
         )
-    ).all()
+    ).all()[::-1]
     entries: list[dict[str, Any]] = []
     for index, step in enumerate(steps):
         until = steps[index + 1].at if index + 1 < len(steps) else None
