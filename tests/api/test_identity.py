@@ -809,8 +809,8 @@ class TestApiKeys:
             "nope",
             "key_123",
             "key_" + "g" * 32,
-            f"txn_{uuid.uuid4().hex}",
-            f"key_{uuid.uuid4().hex}",
+            "txn_6f8725ed493c4fffa0396c32d6e6b591",
+            "key_d1d4d5f654ec412fb6dc9e8b9b9e227f",
         ],
     )
     async def test_revoke_unknown_or_malformed(self, api: Server, key_id: str) -> None:

@@ -173,7 +173,7 @@ async def test_bad_list_parameters_are_422(api: Server, params: dict[str, Any], 
 
 @pytest.mark.parametrize(
     "notification_id",
-    ["garbage", "ntf_", "ntf_zz", "wal_" + uuid.uuid4().hex, "ntf_" + "0" * 31, "%20"],
+    ["garbage", "ntf_", "ntf_zz", "wal_99dfb67a75d248cdb0496f0b72bba119", "ntf_" + "0" * 31, "%20"],
 )
 async def test_malformed_ids_are_not_found(api: Server, notification_id: str) -> None:
     user = await register(api.client)
@@ -183,7 +183,11 @@ async def test_malformed_ids_are_not_found(api: Server, notification_id: str) ->
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", LIST), ("POST", f"{LIST}/ntf_{uuid.uuid4().hex}/read"), ("POST", f"{LIST}/read-all")],
+    [
+        ("GET", LIST),
+        ("POST", f"{LIST}/ntf_611ad4ed2abc4789b9adbaad537f85c3/read"),
+        ("POST", f"{LIST}/read-all"),
+    ],
 )
 @pytest.mark.parametrize("token", [None, "not-a-token", "pfk_nothing"])
 async def test_unauthenticated_is_401(
