@@ -18,6 +18,7 @@ from payflow.notifications import templates
 from payflow.notifications.domain import MalformedEvent
 from payflow.webhooks import catalogue
 from payflow.webhooks.domain import (
+    Endpoint,
     audience,
     message_id,
     new_secret,
@@ -25,6 +26,7 @@ from payflow.webhooks.domain import (
     retry_wait_s,
     signature_header,
 )
+from payflow.webhooks.outcomes import sustained_failure
 
 A, B, C, D = (uuid.uuid4() for _ in range(4))
 
@@ -146,3 +148,48 @@ def test_the_disabled_notice_refuses_malformed_events(data: dict[str, object]) -
     )
     with pytest.raises(MalformedEvent):
         templates.render(event, {})
+
+
+class TestSustainedFailure:
+    """When an endpoint has failed long enough to be disabled: by time or by count."""
+
+    SETTINGS = Settings(webhook_disable_after_s=60.0, webhook_disable_after_failed_deliveries=3)
+
+    @staticmethod
+    def endpoint(*, failing_since: int | None, failed_deliveries: int) -> Endpoint:
+        return Endpoint(
+            id=uuid.uuid4(),
+            owner_id=uuid.uuid4(),
+            url="https://hooks.example.com/payflow",
+            description=None,
+            event_types=["*"],
+            status="enabled",
+            disabled_reason=None,
+            disabled_at=None,
+            secret="whsec_" + "A" * 32,
+            previous_secret=None,
+            previous_secret_expires_at=None,
+            failing_since=failing_since,
+            failed_deliveries=failed_deliveries,
+            created_at=0,
+            updated_at=0,
+        )
+
+    @pytest.mark.parametrize(
+        ("failing_for_s", "failed_deliveries", "disabled"),
+        [
+            (None, 0, False),
+            (59.9, 2, False),
+            (60.0, 0, True),
+            (3600.0, 0, True),
+            (None, 3, True),
+            (1.0, 2, False),
+        ],
+    )
+    def test_by_time_or_by_count(
+        self, failing_for_s: float | None, failed_deliveries: int, disabled: bool
+    ) -> None:
+        now = 10_000 * 10**9
+        since = None if failing_for_s is None else now - int(failing_for_s * 10**9)
+        endpoint = self.endpoint(failing_since=since, failed_deliveries=failed_deliveries)
+        assert sustained_failure(endpoint, now, self.SETTINGS) is disabled

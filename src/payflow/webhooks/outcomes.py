@@ -101,7 +101,7 @@ async def record(
         return
     if gone:
         await disable(conn, endpoint, reason=GONE, at=outcome.at)
-    elif _sustained(endpoint, outcome.at, settings):
+    elif sustained_failure(endpoint, outcome.at, settings):
         await disable(conn, endpoint, reason=FAILING, at=outcome.at)
 
 
@@ -172,7 +172,9 @@ async def _count_failure(
     return await get_endpoint(conn, endpoint_id, owner_id=None)
 
 
-def _sustained(endpoint: Endpoint, at: int, settings: Settings) -> bool:
+def sustained_failure(endpoint: Endpoint, at: int, settings: Settings) -> bool:
+    """True when `endpoint` has failed long enough at `at` to be disabled: every attempt
+    failing for `webhook_disable_after_s`, or that many deliveries given up in a row."""
     failing_for_ns = at - endpoint.failing_since if endpoint.failing_since is not None else 0
     return (
         failing_for_ns >= settings.webhook_disable_after_s * NS_PER_S
