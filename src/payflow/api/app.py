@@ -269,6 +269,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Wallets, P2P transfers and holds on a double-entry ledger. "
         "Amounts are integer minor units. Money-moving POSTs need an Idempotency-Key.",
         lifespan=lifespan,
+        telemetry={
+            "tracing": settings.api_opentelemetry,
+            "metrics": settings.api_opentelemetry,
+            "logs": settings.api_opentelemetry,
+        },
     )
     _install_error_handlers(app)
     for router in (
