@@ -240,12 +240,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await keys.load(engine)
         async with engine.begin() as conn:
             await ensure_system_accounts(conn, settings.default_currency)
+        idempotency = IdempotencyStore(engine, settings)
         state = AppState(
             settings=settings,
             engine=engine,
             keys=keys,
-            ledger=create_ledger_batcher(engine, settings),
-            idempotency=IdempotencyStore(engine, settings),
+            ledger=create_ledger_batcher(engine, settings, idempotency),
+            idempotency=idempotency,
             limiter=create_rate_limiter(settings.redis_url),
         )
         app.state.payflow = state

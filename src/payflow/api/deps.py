@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,11 +13,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.api.idempotency import Claim, check_key, complete_claims, fingerprint
-from payflow.api.ledger_batch import LedgerWork
+from payflow.api.idempotency import Claim, KeyRequest, check_key, complete_claims, fingerprint
+from payflow.api.ledger_batch import BatchResult, LedgerWork, Replayed
 from payflow.api.problems import PROBLEM_CONTENT_TYPE
 from payflow.api.ratelimit import Decision, Policy
-from payflow.api.replies import Reply
+from payflow.api.replies import Completion, Reply
 from payflow.api.state import AppState
 from payflow.db import read, run_in_transaction
 from payflow.errors import PayFlowError
@@ -25,6 +26,7 @@ from payflow.identity import service as identity
 from payflow.identity.domain import Principal, Role
 from payflow.identity.service import API_KEY_PREFIX
 from payflow.identity.tokens import decode_access_token
+from payflow.ids import uuid7
 
 bearer = HTTPBearer(auto_error=False, description="An access token, or a merchant API key")
 
@@ -57,7 +59,8 @@ def remember_rate_limit(request: Request, decision: Decision) -> None:
         )
 
 
-async def _authenticate(state: AppState, token: str) -> Principal:
+async def authenticate(state: AppState, token: str) -> Principal:
+    """The principal an access token or merchant API key names; 401 if none."""
     if token.startswith(API_KEY_PREFIX + "_"):
         cached = state.api_keys.get(token)
         if cached is not None:
@@ -92,15 +95,21 @@ async def authenticated(
         raise PayFlowError(
             "unauthenticated", "send Authorization: Bearer <token or API key>", http_status=401
         )
-    principal = await _authenticate(state, credentials.credentials)
+    principal = await authenticate(state, credentials.credentials)
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
+    remember_rate_limit(request, await hit_route_limit(state, principal, request.method, path))
+    return principal
+
+
+async def hit_route_limit(
+    state: AppState, principal: Principal, method: str, route: str
+) -> Decision:
+    """Count a request against the principal's quota for the route (its path template)."""
     policy = Policy(
         "default", state.settings.rate_limit_requests, state.settings.rate_limit_window_s
     )
-    decision = await state.limiter.hit(f"{principal.scope}:{request.method} {path}", policy)
-    remember_rate_limit(request, decision)
-    return principal
+    return await state.limiter.hit(f"{principal.scope}:{method} {route}", policy)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
@@ -164,26 +173,76 @@ async def _under_key(
         state.idempotency.release_local(principal.scope, key)
 
 
+async def _planned(state: AppState, plan: Plan, claim: Claim) -> LedgerWork:
+    """The request's ledger work, or (for a refusal by its checks) work that only stores
+    the refusal as the key's reply."""
+    try:
+        async with read(state.engine) as conn:
+            return await plan(conn, claim)
+    except PayFlowError as error:
+        reply = Reply.error(error)
+        return LedgerWork(transfers=(), complete=lambda _: Completion(reply), claim=claim)
+
+
 async def move_money(
     request: Request, state: AppState, principal: Principal, body: BaseModel | None, plan: Plan
 ) -> Response:
-    """Run a money-moving request under its Idempotency-Key.
+    """Run a money-moving request under its Idempotency-Key (see `settle`)."""
+    key = check_key(request.headers.get("Idempotency-Key"))
+    payload = body.model_dump(mode="json") if body is not None else None
+    reply, replayed = await settle(
+        state, principal, key, fingerprint(request.method, request.url.path, payload), plan
+    )
+    return reply_response(reply, replayed=replayed)
+
+
+async def settle(
+    state: AppState, principal: Principal, key: str, digest: str, plan: Plan
+) -> tuple[Reply, bool]:
+    """The reply to a money-moving request, and whether it is a replay.
 
     `plan` does the reads and checks (raising PayFlowError for the client's mistakes) and
-    returns the ledger work; the micro-batcher commits it with the stored reply.
+    returns the ledger work; the micro-batcher claims the key, applies the work and
+    stores the reply in one transaction. Plans run before the key is claimed, with a
+    provisional claim: a key used before gets its stored reply whatever the plan said.
+    Raises the key's 409/422 and the batcher's 503.
     """
+    keys = state.idempotency
+    cached = await keys.cached_reply(principal.scope, key, digest)
+    if cached is not None:
+        return cached, True
+    keys.hold_local(principal.scope, key)
+    try:
+        provisional = Claim(uuid7(), uuid7())
+        work = await _planned(state, plan, provisional)
+        asked = KeyRequest(principal.scope, key, digest, provisional.resource_id)
+        result = await state.ledger.submit(replace(work, key=asked))
+        if isinstance(result, Claim):
+            result = await _after_takeover(state, plan, result)
+        if isinstance(result, PayFlowError):
+            raise result
+        if isinstance(result, Replayed):
+            return result.reply, True
+        assert isinstance(result, Reply), "work with a held claim gets a reply"
+        await keys.remember(principal.scope, key, digest, result)
+        return result, False
+    finally:
+        keys.release_local(principal.scope, key)
 
-    async def effect(claim: Claim) -> Reply:
-        try:
-            async with read(state.engine) as conn:
-                work = await plan(conn, claim)
-        except PayFlowError as error:
-            reply = Reply.error(error)
-            await state.idempotency.finish(claim, reply)
-            return reply
-        return await state.ledger.submit(work)
 
-    return await _under_key(request, state, principal, body, effect)
+async def _after_takeover(state: AppState, plan: Plan, claim: Claim) -> BatchResult:
+    """Run the request again under a stale claim it took over (its resource id, so the
+    ledger refuses a second effect if the first attempt's did commit)."""
+    try:
+        return await state.ledger.submit(await _planned(state, plan, claim))
+    except asyncio.CancelledError:
+        # The batch may still commit and store the reply; the claim must stay (its lock
+        # expires if it does not).
+        raise
+    except Exception:
+        # Only a claim still in flight is dropped: a committed reply is never deleted.
+        await state.idempotency.abandon(claim)
+        raise
 
 
 Write = Callable[[AsyncConnection, Claim], Awaitable[Reply]]

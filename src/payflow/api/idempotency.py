@@ -1,11 +1,15 @@
 """`Idempotency-Key` (IETF httpapi draft): the database is the source of truth.
 
-A request first claims its key (a committed `in_flight` row, inserted together with other
-requests' claims in one statement); the effect's own transaction then stores the reply
-in that row. So a retry replays the stored reply, a concurrent duplicate sees the claim
-(409), a different body under the same key is refused (422), and a process that dies
-mid-request leaves a claim that another attempt takes over after `idempotency_lock_s`,
-reusing the claim's resource id so the ledger itself refuses a second effect.
+A request claims its key with an `in_flight` row (inserted together with other requests'
+claims in one statement) and its effect stores the reply in that row. Ledger requests do
+both in their batch's one transaction (`claim_keys`, then the ledger, then
+`complete_claims`): a crash leaves nothing, and a concurrent duplicate in another process
+waits for the first's commit on the unique index, then replays its reply. Requests whose
+effect is rows and events (`IdempotencyStore.begin`) commit the claim first. Either way a
+retry replays the stored reply, a concurrent duplicate in the same process is 409, a
+different body under the same key is 422, and a committed claim left by a dead process
+is taken over after `idempotency_lock_s`, reusing its resource id so the effect itself
+refuses to happen twice.
 """
 
 from __future__ import annotations
@@ -67,13 +71,17 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
+class KeyRequest:
+    """A request's key and fingerprint, and the resource id its effect uses if the key is
+    new (a takeover of a stale claim uses the claim's own resource id instead)."""
+
     scope: str
     key: str
     fingerprint: str
+    resource_id: uuid.UUID
 
 
-_Result = Claim | Reply | PayFlowError
+ClaimResult = Claim | Reply | PayFlowError
 
 
 def _in_use() -> PayFlowError:
@@ -107,7 +115,7 @@ class IdempotencyStore:
         self._ttl_ns = settings.idempotency_ttl_s * _NS
         self._lock_ns = int(settings.idempotency_lock_s * _NS)
         self._local: set[tuple[str, str]] = set()
-        self._batcher: MicroBatcher[_Request, _Result] = MicroBatcher(
+        self._batcher: MicroBatcher[KeyRequest, ClaimResult] = MicroBatcher(
             flush=self._claim_batch,
             size_max=settings.api_batch_size_max,
             concurrency=1 if not is_postgresql(engine) else settings.api_batch_concurrency,
@@ -116,24 +124,19 @@ class IdempotencyStore:
         )
 
     async def begin(self, scope: str, key: str, fingerprint: str) -> Claim | Reply:
-        """Claim `key` for this request, or the stored reply to replay; raises 409/422."""
-        local = (scope, key)
-        if local in self._local:
-            raise _in_use()
-        if self._cache is not None:
-            cached = await self._cache.get(scope, key)
-            if cached is not None:
-                if cached[0] != fingerprint:
-                    raise _reused()
-                return cached[1]
-        self._local.add(local)
+        """Claim `key` for this request in a transaction of its own (committed before the
+        effect runs), or the stored reply to replay; raises 409/422."""
+        cached = await self.cached_reply(scope, key, fingerprint)
+        if cached is not None:
+            return cached
+        self.hold_local(scope, key)
         try:
-            result = await self._batcher.submit(_Request(scope, key, fingerprint))
+            result = await self._batcher.submit(KeyRequest(scope, key, fingerprint, uuid7()))
         except BaseException:
-            self._local.discard(local)
+            self.release_local(scope, key)
             raise
         if not isinstance(result, Claim):
-            self._local.discard(local)
+            self.release_local(scope, key)
         if isinstance(result, PayFlowError):
             raise result
         return result
@@ -141,10 +144,6 @@ class IdempotencyStore:
     def release_local(self, scope: str, key: str) -> None:
         """The request is over (its reply stored or its claim abandoned)."""
         self._local.discard((scope, key))
-
-    async def finish(self, claim: Claim, reply: Reply) -> None:
-        """Store the reply of a request that ended before reaching the ledger."""
-        await run_in_transaction(self._engine, lambda conn: complete_claims(conn, [(claim, reply)]))
 
     async def remember(self, scope: str, key: str, fingerprint: str, reply: Reply) -> None:
         """Copy a committed reply to the fast path (if there is one)."""
@@ -163,98 +162,127 @@ class IdempotencyStore:
         if self._cache is not None:
             await self._cache.close()
 
-    async def _claim_batch(self, requests: list[_Request]) -> list[_Result]:
-        return await run_in_transaction(self._engine, lambda conn: self._claim(conn, requests))
+    def hold_local(self, scope: str, key: str) -> None:
+        """Mark the key in progress in this process; 409 if it already is."""
+        local = (scope, key)
+        if local in self._local:
+            raise _in_use()
+        self._local.add(local)
 
-    async def _claim(self, conn: AsyncConnection, requests: list[_Request]) -> list[_Result]:
-        now = now_ns()
-        rows: list[dict[str, Any]] = [
-            {
-                "id": uuid7(),
-                "principal": r.scope,
-                "key": r.key,
-                "fingerprint": r.fingerprint,
-                "status": "in_flight",
-                "resource_id": uuid7(),
-                "locked_until": now + self._lock_ns,
-                "created_at": now,
-                "expires_at": now + self._ttl_ns,
-            }
-            for r in requests
-        ]
-        dialect = postgresql if is_postgresql(conn) else sqlite
-        # One statement, executed with many parameter sets: SQLAlchemy sends it as one
-        # multi-row INSERT and, unlike `.values(rows)`, compiles it once per process.
-        statement = (
-            dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=["principal", "key"])
-            .returning(table.c.id)
+    async def cached_reply(self, scope: str, key: str, fingerprint: str) -> Reply | None:
+        """The fast path's copy of a committed reply (422 if it was for another request)."""
+        if self._cache is None:
+            return None
+        cached = await self._cache.get(scope, key)
+        if cached is None:
+            return None
+        if cached[0] != fingerprint:
+            raise _reused()
+        return cached[1]
+
+    async def claims(
+        self, conn: AsyncConnection, requests: Sequence[KeyRequest]
+    ) -> list[ClaimResult]:
+        """`claim_keys` in the caller's transaction, with this store's lock and retention."""
+        return await claim_keys(conn, requests, lock_ns=self._lock_ns, ttl_ns=self._ttl_ns)
+
+    async def _claim_batch(self, requests: list[KeyRequest]) -> list[ClaimResult]:
+        return await run_in_transaction(self._engine, lambda conn: self.claims(conn, requests))
+
+
+async def claim_keys(
+    conn: AsyncConnection, requests: Sequence[KeyRequest], *, lock_ns: int, ttl_ns: int
+) -> list[ClaimResult]:
+    """Claim each request's key in the caller's transaction, in one statement.
+
+    Per request: a `Claim` (its own resource id if the key is new or past its retention,
+    the stored one when taking over a stale claim), the stored `Reply` to replay, or the
+    409/422 error. Keys are inserted in (scope, key) order, so two transactions claiming
+    overlapping keys wait for each other in one order and cannot deadlock.
+    """
+    now = now_ns()
+    order = sorted(range(len(requests)), key=lambda i: (requests[i].scope, requests[i].key))
+    rows: list[dict[str, Any]] = [{} for _ in requests]
+    for i in order:
+        r = requests[i]
+        rows[i] = {
+            "id": uuid7(),
+            "principal": r.scope,
+            "key": r.key,
+            "fingerprint": r.fingerprint,
+            "status": "in_flight",
+            "resource_id": r.resource_id,
+            "locked_until": now + lock_ns,
+            "created_at": now,
+            "expires_at": now + ttl_ns,
+        }
+    dialect = postgresql if is_postgresql(conn) else sqlite
+    # One statement, executed with many parameter sets: SQLAlchemy sends it as one
+    # multi-row INSERT and, unlike `.values(rows)`, compiles it once per process.
+    statement = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["principal", "key"])
+        .returning(table.c.id)
+    )
+    inserted = {row[0] for row in await conn.execute(statement, [rows[i] for i in order])}
+    clashes = [r for r, row in zip(requests, rows, strict=True) if row["id"] not in inserted]
+    existing = {}
+    if clashes:
+        found = await conn.execute(
+            select(table).where(
+                tuple_(table.c.principal, table.c.key).in_([(r.scope, r.key) for r in clashes])
+            )
         )
-        inserted = {row[0] for row in await conn.execute(statement, rows)}
-        results: list[_Result] = []
-        clashes = [
-            (r, row) for r, row in zip(requests, rows, strict=True) if row["id"] not in inserted
-        ]
-        existing = {}
-        if clashes:
-            found = await conn.execute(
-                select(table).where(
-                    tuple_(table.c.principal, table.c.key).in_(
-                        [(r.scope, r.key) for r, _ in clashes]
-                    )
-                )
-            )
-            existing = {(row.principal, row.key): row for row in found}
-        for request, row in zip(requests, rows, strict=True):
-            if row["id"] in inserted:
-                results.append(Claim(row["id"], row["resource_id"]))
-                continue
-            results.append(
-                await self._decide(
-                    conn, request, existing.get((request.scope, request.key)), row, now
-                )
-            )
-        return results
+        existing = {(row.principal, row.key): row for row in found}
+    results: list[ClaimResult] = []
+    for request, row in zip(requests, rows, strict=True):
+        if row["id"] in inserted:
+            results.append(Claim(row["id"], request.resource_id))
+            continue
+        stored = existing.get((request.scope, request.key))
+        results.append(await _decide(conn, request, stored, row, now))
+    return results
 
-    async def _decide(
-        self, conn: AsyncConnection, request: _Request, stored: Any, fresh: dict[str, Any], now: int
-    ) -> _Result:
-        if stored is None:
-            # Deleted between our insert and our read (expiry sweep): ask to retry.
-            return _in_use()
-        if stored.expires_at <= now:
-            # Past its retention: the key may be used afresh.
-            taken = await conn.execute(
-                update(table)
-                .where(table.c.id == stored.id, table.c.expires_at <= now)
-                .values(
-                    fingerprint=request.fingerprint,
-                    status="in_flight",
-                    resource_id=fresh["resource_id"],
-                    locked_until=fresh["locked_until"],
-                    response_status=None,
-                    response_body=None,
-                    created_at=now,
-                    expires_at=fresh["expires_at"],
-                )
-            )
-            return Claim(stored.id, fresh["resource_id"]) if taken.rowcount == 1 else _in_use()
-        if stored.fingerprint != request.fingerprint:
-            return _reused()
-        if stored.status == "completed":
-            return Reply(stored.response_status, json.loads(stored.response_body))
-        if stored.locked_until > now:
-            return _in_use()
+
+async def _decide(
+    conn: AsyncConnection, request: KeyRequest, stored: Any, fresh: dict[str, Any], now: int
+) -> ClaimResult:
+    if stored is None:
+        # Deleted between our insert and our read (expiry sweep): ask to retry.
+        return _in_use()
+    if stored.expires_at <= now:
+        # Past its retention: the key may be used afresh.
         taken = await conn.execute(
             update(table)
-            .where(
-                table.c.id == stored.id,
-                table.c.status == "in_flight",
-                table.c.locked_until == stored.locked_until,
+            .where(table.c.id == stored.id, table.c.expires_at <= now)
+            .values(
+                fingerprint=request.fingerprint,
+                status="in_flight",
+                resource_id=request.resource_id,
+                locked_until=fresh["locked_until"],
+                response_status=None,
+                response_body=None,
+                created_at=now,
+                expires_at=fresh["expires_at"],
             )
-            .values(locked_until=fresh["locked_until"])
         )
-        return Claim(stored.id, stored.resource_id) if taken.rowcount == 1 else _in_use()
+        return Claim(stored.id, request.resource_id) if taken.rowcount == 1 else _in_use()
+    if stored.fingerprint != request.fingerprint:
+        return _reused()
+    if stored.status == "completed":
+        return Reply(stored.response_status, json.loads(stored.response_body))
+    if stored.locked_until > now:
+        return _in_use()
+    taken = await conn.execute(
+        update(table)
+        .where(
+            table.c.id == stored.id,
+            table.c.status == "in_flight",
+            table.c.locked_until == stored.locked_until,
+        )
+        .values(locked_until=fresh["locked_until"])
+    )
+    return Claim(stored.id, stored.resource_id) if taken.rowcount == 1 else _in_use()
 
 
 async def complete_claims(conn: AsyncConnection, done: Sequence[tuple[Claim, Reply]]) -> None:

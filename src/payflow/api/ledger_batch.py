@@ -1,8 +1,9 @@
 """Money-moving requests, coalesced: one ledger batch, one transaction, many replies.
 
-Each request's transfers, its extra rows (transfer records, holds, audit entries) and its
-idempotency reply are written in the batch's single transaction, so a reply is stored
-exactly when its effect is.
+Each request's Idempotency-Key claim, its transfers, its extra rows (transfer records,
+holds, audit entries, outbox events) and its idempotency reply are written in the batch's
+single transaction, so a reply is stored exactly when its effect is, and a crash leaves
+neither.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payflow.api.batcher import MicroBatcher
-from payflow.api.idempotency import Claim, complete_claims
+from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, complete_claims
 from payflow.api.replies import Completion, Reply
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
+from payflow.errors import PayFlowError
 from payflow.events.signals import outbox_committed
 from payflow.ledger import Transfer, TransferOutcome, TransferResult, create_transfers
 
@@ -34,9 +36,56 @@ class LedgerWork:
     transfers: tuple[Transfer, ...]
     complete: Callable[[list[TransferOutcome]], Completion]
     claim: Claim | None = None
+    # The key to claim in the batch's transaction; `claim` is then provisional (its
+    # resource id is `key.resource_id`). Without it, `claim` is already held.
+    key: KeyRequest | None = None
 
 
-async def _apply(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The key was used before for this very request: its stored reply."""
+
+    reply: Reply
+
+
+# What a request gets back from its batch: its reply; a replay; the 409/422 its key
+# earned; or a stale claim of another attempt, now held, whose resource id the request
+# must plan again with (its work was not applied).
+BatchResult = Reply | Replayed | PayFlowError | Claim
+
+
+async def _claim(
+    conn: AsyncConnection, items: list[LedgerWork], keys: IdempotencyStore
+) -> tuple[list[LedgerWork], list[BatchResult | None]]:
+    """Claim the keys of the items that bring one: the items to apply (with their claims)
+    and, for the others, what they get instead."""
+    asking = [i for i, item in enumerate(items) if item.key is not None]
+    results: list[BatchResult | None] = [None] * len(items)
+    if not asking:
+        return items, results
+    claimed = await keys.claims(conn, [k for i in asking if (k := items[i].key) is not None])
+    for i, outcome in zip(asking, claimed, strict=True):
+        key = items[i].key
+        assert key is not None
+        if isinstance(outcome, Claim) and outcome.resource_id == key.resource_id:
+            items[i] = replace(items[i], claim=outcome, key=None)
+        elif isinstance(outcome, Reply):
+            results[i] = Replayed(outcome)
+        else:
+            results[i] = outcome
+    return [item for item, result in zip(items, results, strict=True) if result is None], results
+
+
+async def _apply(
+    conn: AsyncConnection, items: list[LedgerWork], keys: IdempotencyStore
+) -> list[BatchResult]:
+    # The batch's transaction may be retried: claim on a copy of the list.
+    applying, results = await _claim(conn, list(items), keys)
+    replies = iter(await _apply_claimed(conn, applying))
+    return [next(replies) if result is None else result for result in results]
+
+
+async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
     outcomes = await create_transfers(conn, [t for item in items for t in item.transfers])
     completions: list[Completion] = []
     start = 0
@@ -70,12 +119,12 @@ async def _apply(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
 
 
 def create_ledger_batcher(
-    engine: AsyncEngine, settings: Settings
-) -> MicroBatcher[LedgerWork, Reply]:
+    engine: AsyncEngine, settings: Settings, keys: IdempotencyStore
+) -> MicroBatcher[LedgerWork, BatchResult]:
     """The process's micro-batcher for money moves (one flusher on SQLite's one writer)."""
 
-    async def flush(items: list[LedgerWork]) -> list[Reply]:
-        replies = await run_in_transaction(engine, lambda conn: _apply(conn, items))
+    async def flush(items: list[LedgerWork]) -> list[BatchResult]:
+        replies = await run_in_transaction(engine, lambda conn: _apply(conn, items, keys))
         outbox_committed()
         return replies
 

@@ -10,9 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payflow.api.batcher import MicroBatcher
 from payflow.api.idempotency import IdempotencyStore
-from payflow.api.ledger_batch import LedgerWork
+from payflow.api.ledger_batch import BatchResult, LedgerWork
 from payflow.api.ratelimit import RateLimiter
-from payflow.api.replies import Reply
 from payflow.config import Settings
 from payflow.identity.domain import Principal
 from payflow.identity.tokens import SigningKeys
@@ -53,7 +52,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     keys: SigningKeys
-    ledger: MicroBatcher[LedgerWork, Reply]
+    ledger: MicroBatcher[LedgerWork, BatchResult]
     idempotency: IdempotencyStore
     limiter: RateLimiter
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)

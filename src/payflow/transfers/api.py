@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.api.deps import Caller, Conn, State, move_money
+from payflow.api.deps import Caller, Conn, Plan, State, move_money
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.problems import responses
@@ -65,6 +65,12 @@ async def create_transfer(
             note=body.note,
         )
 
+    return await move_money(request, state, principal, body, p2p_plan(principal, body))
+
+
+def p2p_plan(principal: Principal, body: TransferBody) -> Plan:
+    """The plan of an on-us transfer (also run by the lean path, `api.fast_path`)."""
+
     async def plan(conn: AsyncConnection, claim: Claim) -> LedgerWork:
         sender = await wallet_of(conn, user_id=principal.user_id, currency=body.currency)
         recipient = await resolve_recipient(conn, body.to, currency=body.currency)
@@ -77,7 +83,7 @@ async def create_transfer(
             initiated_by=principal.user_id,
         )
 
-    return await move_money(request, state, principal, body, plan)
+    return plan
 
 
 async def _my_wallet_ids(conn: AsyncConnection, principal: Principal) -> list[Any]:
