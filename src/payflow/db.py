@@ -87,6 +87,52 @@ async def read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield await conn.execution_options(**{READ_ONLY_OPTION: True})
 
 
+class _LazyRead:
+    """A read connection checked out of the pool on its first statement: a request whose
+    reads all hit a process cache (wallets) never takes a connection."""
+
+    _DELEGATED = frozenset({"execute", "scalar", "scalars", "exec_driver_sql", "stream"})
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._conn: AsyncConnection | None = None
+        self._opened: contextlib.AbstractAsyncContextManager[AsyncConnection] | None = None
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._opened = read(self.engine)
+            self._conn = await self._opened.__aenter__()
+        return self._conn
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._DELEGATED:
+            raise AttributeError(f"a lazy read connection has no {name!r}")
+
+        async def delegated(*args: Any, **kwargs: Any) -> Any:
+            return await getattr(await self.connection(), name)(*args, **kwargs)
+
+        return delegated
+
+    async def close(self, *exc_info: Any) -> None:
+        if self._opened is not None:
+            await self._opened.__aexit__(*exc_info)
+
+
+@contextlib.asynccontextmanager
+async def read_lazily(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Like `read`, but the connection is only taken from the pool when a statement
+    needs it. Offers `engine`, `dialect` and the statement methods (execute, scalar,
+    scalars, exec_driver_sql, stream)."""
+    lazy = _LazyRead(engine)
+    try:
+        yield lazy  # type: ignore[misc]
+    except BaseException as error:
+        await lazy.close(type(error), error, error.__traceback__)
+        raise
+    await lazy.close(None, None, None)
+
+
 async def driver_connection(conn: AsyncConnection) -> Any:
     """The asyncpg connection under `conn`, inside `conn`'s transaction.
 

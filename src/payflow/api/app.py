@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from payflow import __version__
 from payflow.api import ops
+from payflow.api.fast_path import TransferFastPath
 from payflow.api.idempotency import IdempotencyStore, sweep_expired
 from payflow.api.ledger_batch import create_ledger_batcher
 from payflow.api.middleware import BodyLimit, ResponseHeaders
@@ -296,4 +297,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(ResponseHeaders)
     app.add_middleware(BodyLimit, bytes_max=settings.api_body_bytes_max)
+    # Outermost: what it does not answer itself reaches the stack above unchanged.
+    app.add_middleware(TransferFastPath, bytes_max=settings.api_body_bytes_max)
     return app

@@ -19,7 +19,7 @@ from payflow.api.problems import PROBLEM_CONTENT_TYPE
 from payflow.api.ratelimit import Decision, Policy
 from payflow.api.replies import Completion, Reply
 from payflow.api.state import AppState
-from payflow.db import read, run_in_transaction
+from payflow.db import read, read_lazily, run_in_transaction
 from payflow.errors import PayFlowError
 from payflow.events.signals import outbox_committed
 from payflow.identity import service as identity
@@ -177,7 +177,7 @@ async def _planned(state: AppState, plan: Plan, claim: Claim) -> LedgerWork:
     """The request's ledger work, or (for a refusal by its checks) work that only stores
     the refusal as the key's reply."""
     try:
-        async with read(state.engine) as conn:
+        async with read_lazily(state.engine) as conn:
             return await plan(conn, claim)
     except PayFlowError as error:
         reply = Reply.error(error)

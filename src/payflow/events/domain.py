@@ -7,6 +7,7 @@ retried transaction writes the same event and never a second one.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 import zlib
@@ -123,7 +124,9 @@ class Event:
         return text
 
 
+@functools.lru_cache(maxsize=1024)
 def _valid_type(name: str) -> bool:
+    # Cached: every event checks its two type names, and there are few distinct ones.
     return (
         0 < len(name) <= TYPE_LENGTH_MAX
         and name.isascii()

@@ -1,0 +1,177 @@
+"""The lean path for `POST /v1/transfers`, the API's busiest route.
+
+FastAPI's per-request machinery (routing, the dependency graph, the middleware layers)
+costs more CPU than the money logic of a transfer. This ASGI middleware answers the
+common case itself with the very same functions the route uses — `authenticate`,
+`TransferBody`, `check_key`, `hit_route_limit`, `settle` with `p2p_plan` — and hands
+every request it cannot answer completely to the FastAPI app unchanged, with its body
+replayed: a token not yet verified in this process, a body the model refuses, a missing
+or invalid Idempotency-Key, a content type other than `application/json`, a body over
+the limit, an off-us address. Those requests are refused or served by the route, so
+both paths answer alike, and the route stays what the OpenAPI document describes.
+Nothing with a side effect (the rate-limit hit, the key's claim) runs before the
+decision to take the request, so no request is counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payflow.api.deps import authenticate, hit_route_limit, settle
+from payflow.api.idempotency import check_key, fingerprint
+from payflow.api.problems import PROBLEM_CONTENT_TYPE, problem
+from payflow.api.replies import Reply
+from payflow.api.state import AppState
+from payflow.errors import PayFlowError
+from payflow.payouts.domain import is_off_us
+from payflow.transfers.api import p2p_plan
+from payflow.transfers.schemas import TransferBody
+
+log = logging.getLogger(__name__)
+
+ROUTE = "/v1/transfers"
+_JSON = b"application/json"
+_REPLAYED = (b"idempotent-replayed", b"true")
+
+
+class TransferFastPath:
+    """Serves well-formed `POST /v1/transfers` requests; everything else goes to `app`."""
+
+    def __init__(self, app: ASGIApp, *, bytes_max: int) -> None:
+        self.app = app
+        self.bytes_max = bytes_max
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE:
+            await self.app(scope, receive, send)
+            return
+        state: AppState | None = getattr(scope["app"].state, "payflow", None)
+        headers = _wanted_headers(scope["headers"])
+        if state is None or headers is None:
+            await self.app(scope, receive, send)
+            return
+        messages, body = await self._read_body(receive)
+        taken = await _take(state, headers, body) if body is not None else None
+        if taken is None:
+            await self.app(scope, _replaying(messages, receive), send)
+            return
+        await _answer(state, send, *taken)
+
+    async def _read_body(self, receive: Receive) -> tuple[list[Message], bytes | None]:
+        """The messages read, and the whole body (None if it is over the limit or the
+        client went away: the app then reads on and answers)."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages, None
+            size += len(message.get("body", b""))
+            if size > self.bytes_max:
+                return messages, None
+            if not message.get("more_body", False):
+                break
+        return messages, b"".join(m.get("body", b"") for m in messages)
+
+
+def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """(bearer token, Idempotency-Key) if the request has both and a JSON body."""
+    token = key = None
+    json_body = False
+    for name, value in raw:
+        if name == b"authorization":
+            if not value.startswith(b"Bearer ") or token is not None:
+                return None
+            token = value[7:].decode("latin-1")
+        elif name == b"idempotency-key":
+            if key is not None:
+                return None
+            key = value.decode("latin-1")
+        elif name == b"content-type":
+            json_body = value == _JSON
+    if token is None or key is None or not json_body:
+        return None
+    return token, key
+
+
+Taken = tuple[dict[str, str], Reply | PayFlowError, bool]
+
+
+async def _take(state: AppState, headers: tuple[str, str], body: bytes) -> Taken | None:
+    """Answer the request, or None to leave it to the app (nothing done yet)."""
+    token, key = headers
+    try:
+        principal = await authenticate(state, token)
+        transfer = TransferBody.model_validate_json(body)
+        key = check_key(key)
+    except (PayFlowError, ValidationError):
+        return None
+    if is_off_us(transfer.to):
+        return None
+    decision = await hit_route_limit(state, principal, "POST", ROUTE)
+    limits = decision.headers()
+    if not decision.allowed:
+        return limits, _rate_limited(decision.reset_s), False
+    digest = fingerprint("POST", ROUTE, transfer.model_dump(mode="json"))
+    try:
+        reply, replayed = await settle(state, principal, key, digest, p2p_plan(principal, transfer))
+    except PayFlowError as error:
+        return limits, error, False
+    except Exception:
+        log.exception("unhandled error on POST %s", ROUTE)
+        failure = PayFlowError(
+            "internal_error", "something went wrong on our side", http_status=500
+        )
+        return limits, failure, False
+    return limits, reply, replayed
+
+
+def _rate_limited(reset_s: int) -> PayFlowError:
+    return PayFlowError("rate_limited", f"too many requests; retry in {reset_s} s", http_status=429)
+
+
+async def _answer(
+    state: AppState,
+    send: Send,
+    limits: dict[str, str],
+    outcome: Reply | PayFlowError,
+    replayed: bool,
+) -> None:
+    """The response, as the route and its error handlers would send it."""
+    if isinstance(outcome, PayFlowError):
+        status = outcome.http_status
+        document: dict[str, Any] = problem(outcome.code, outcome.message, status)
+    else:
+        status, document = outcome.status, outcome.body
+    content = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    encoded = content.encode()
+    headers = [
+        (b"content-length", str(len(encoded)).encode()),
+        (b"content-type", PROBLEM_CONTENT_TYPE.encode() if status >= 400 else _JSON),
+    ]
+    if replayed:
+        headers.append(_REPLAYED)
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    headers += [(name.lower().encode(), value.encode()) for name, value in limits.items()]
+    state.responses[("POST", ROUTE, status)] += 1
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that first hands out the messages already read."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
