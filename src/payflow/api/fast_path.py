@@ -15,16 +15,14 @@ decision to take the request, so no request is counted twice.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payflow.api.deps import authenticate, hit_route_limit, settle
 from payflow.api.idempotency import check_key, fingerprint
-from payflow.api.problems import PROBLEM_CONTENT_TYPE, problem
+from payflow.api.problems import PROBLEM_CONTENT_TYPE
 from payflow.api.replies import Reply
 from payflow.api.state import AppState
 from payflow.errors import PayFlowError
@@ -144,13 +142,9 @@ async def _answer(
     replayed: bool,
 ) -> None:
     """The response, as the route and its error handlers would send it."""
-    if isinstance(outcome, PayFlowError):
-        status = outcome.http_status
-        document: dict[str, Any] = problem(outcome.code, outcome.message, status)
-    else:
-        status, document = outcome.status, outcome.body
-    content = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    encoded = content.encode()
+    reply = Reply.error(outcome) if isinstance(outcome, PayFlowError) else outcome
+    status = reply.status
+    encoded = reply.encoded().encode()
     headers = [
         (b"content-length", str(len(encoded)).encode()),
         (b"content-type", PROBLEM_CONTENT_TYPE.encode() if status >= 400 else _JSON),

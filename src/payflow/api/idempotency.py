@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payflow.api.batcher import MicroBatcher
 from payflow.api.idempotency_cache import ReplyCache
 from payflow.api.models import idempotency_keys as table
 from payflow.api.replies import Reply
+from payflow.bulk import RowUpdates, insert_new, write_rows
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
 from payflow.errors import PayFlowError
@@ -216,15 +216,9 @@ async def claim_keys(
             "created_at": now,
             "expires_at": now + ttl_ns,
         }
-    dialect = postgresql if is_postgresql(conn) else sqlite
-    # One statement, executed with many parameter sets: SQLAlchemy sends it as one
-    # multi-row INSERT and, unlike `.values(rows)`, compiles it once per process.
-    statement = (
-        dialect.insert(table)
-        .on_conflict_do_nothing(index_elements=["principal", "key"])
-        .returning(table.c.id)
+    inserted = await insert_new(
+        conn, table, [rows[i] for i in order], unique=("principal", "key"), key="id"
     )
-    inserted = {row[0] for row in await conn.execute(statement, [rows[i] for i in order])}
     clashes = [r for r, row in zip(requests, rows, strict=True) if row["id"] not in inserted]
     existing = {}
     if clashes:
@@ -285,27 +279,26 @@ async def _decide(
     return Claim(stored.id, stored.resource_id) if taken.rowcount == 1 else _in_use()
 
 
-async def complete_claims(conn: AsyncConnection, done: Sequence[tuple[Claim, Reply]]) -> None:
-    """Store replies in their claims, in the caller's transaction (the effect's)."""
-    if not done:
-        return
-    await conn.execute(
-        update(table)
-        .where(table.c.id == bindparam("claim_id"))
-        .values(
-            status="completed",
-            response_status=bindparam("reply_status"),
-            response_body=bindparam("reply_body"),
-        ),
+def claim_completions(done: Sequence[tuple[Claim, Reply]]) -> RowUpdates:
+    """The update that stores replies in their claims (see `complete_claims`)."""
+    return RowUpdates(
+        table,
+        "id",
         [
             {
-                "claim_id": claim.id,
-                "reply_status": reply.status,
-                "reply_body": json.dumps(reply.body, separators=(",", ":")),
+                "id": claim.id,
+                "status": "completed",
+                "response_status": reply.status,
+                "response_body": reply.encoded(),
             }
             for claim, reply in done
         ],
     )
+
+
+async def complete_claims(conn: AsyncConnection, done: Sequence[tuple[Claim, Reply]]) -> None:
+    """Store replies in their claims, in the caller's transaction (the effect's)."""
+    await write_rows(conn, {}, [claim_completions(done)])
 
 
 async def sweep_expired(conn: AsyncConnection, *, limit: int) -> int:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payflow.api.batcher import MicroBatcher
-from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, complete_claims
+from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, claim_completions
 from payflow.api.replies import Completion, Reply
+from payflow.bulk import write_rows
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
 from payflow.errors import PayFlowError
@@ -102,19 +103,17 @@ async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list
     for completion in completions:
         for target, row in completion.inserts:
             rows_by_table[target].append(row)
-    for target, rows in rows_by_table.items():
-        await conn.execute(insert(target), rows)
+    # Statements update rows of earlier requests (a hold, a payment), never these inserts.
     for completion in completions:
         for statement in completion.statements:
             await conn.execute(statement)
-    await complete_claims(
-        conn,
-        [
-            (item.claim, completion.reply)
-            for item, completion in zip(items, completions, strict=True)
-            if item.claim is not None
-        ],
-    )
+    done = [
+        (item.claim, completion.reply)
+        for item, completion in zip(items, completions, strict=True)
+        if item.claim is not None
+    ]
+    # The records, the events and the stored replies: one statement on PostgreSQL.
+    await write_rows(conn, rows_by_table, [claim_completions(done)])
     return [completion.reply for completion in completions]
 
 

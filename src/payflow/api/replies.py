@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from payflow.errors import PayFlowError
 class Reply:
     status: int
     body: dict[str, Any]
+
+    def encoded(self) -> str:
+        """The body as stored and sent (compact JSON)."""
+        return json.dumps(self.body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
     @classmethod
     def error(cls, error: PayFlowError) -> Reply:
