@@ -30,9 +30,19 @@ def _with_users(data: dict[str, Any], wallets: dict[uuid.UUID, Wallet]) -> dict[
     return data
 
 
-def transfer_completed(record: TransferRecord, wallets: dict[uuid.UUID, Wallet]) -> Event:
-    """Money has moved: a P2P payment, a top-up or a hold's capture."""
-    data = _with_users(transfer_view(record, wallets), wallets)
+def transfer_completed(
+    record: TransferRecord,
+    wallets: dict[uuid.UUID, Wallet],
+    *,
+    view: dict[str, Any] | None = None,
+) -> Event:
+    """Money has moved: a P2P payment, a top-up or a hold's capture. `view`, when the
+    caller has it, is `transfer_view(record, wallets)` (it is copied, not changed)."""
+    if view is None:
+        data = transfer_view(record, wallets)
+    else:
+        data = {k: dict(v) if isinstance(v, dict) else v for k, v in view.items()}
+    data = _with_users(data, wallets)
     return Event(
         id=derived_event_id(record.id, TRANSFER_COMPLETED),
         type=TRANSFER_COMPLETED,

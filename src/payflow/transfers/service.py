@@ -96,11 +96,12 @@ def plan_move(
             initiated_by=initiated_by,
             created_at=outcome.transfer.timestamp,
         )
+        view = transfer_view(record, wallets)
         return Completion(
-            Reply(201, transfer_view(record, wallets)),
+            Reply(201, view),
             inserts=[
                 (models.transfers, _record_row(record)),
-                outbox_row(transfer_completed(record, wallets)),
+                outbox_row(transfer_completed(record, wallets, view=view)),
             ],
         )
 
