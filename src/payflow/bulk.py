@@ -74,27 +74,69 @@ def _arrays(
 
 
 @functools.cache
-def _write_sql(
+def _write_parts(
     inserts: tuple[tuple[Table, tuple[str, ...]], ...],
     updates: tuple[tuple[Table, str, tuple[str, ...]], ...],
-) -> str:
+    first: int,
+) -> tuple[str, ...]:
     parts = []
-    first = 1
     for i, (table, columns) in enumerate(inserts):
         names = ", ".join(f'"{c}"' for c in columns)
         source = _unnest(table, columns, first)
-        parts.append(f'i{i} AS (INSERT INTO "{table.name}" ({names}) SELECT * FROM {source})')
+        parts.append(f'bulk_i{i} AS (INSERT INTO "{table.name}" ({names}) SELECT * FROM {source})')
         first += len(columns)
     for i, (table, key, columns) in enumerate(updates):
         names = ", ".join(f'"{c}"' for c in columns)
         sets = ", ".join(f'"{c}" = u."{c}"' for c in columns if c != key)
         source = _unnest(table, columns, first)
         parts.append(
-            f'u{i} AS (UPDATE "{table.name}" AS t SET {sets} FROM {source} AS u({names}) '
+            f'bulk_u{i} AS (UPDATE "{table.name}" AS t SET {sets} FROM {source} AS u({names}) '
             f'WHERE t."{key}" = u."{key}")'
         )
         first += len(columns)
-    return "WITH " + ",\n".join(parts) + "\nSELECT 1"
+    return tuple(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkWrite:
+    """Rows to insert into several tables and rows to update by key, written together."""
+
+    inserts: Mapping[Table, Sequence[Row]]
+    updates: Sequence[RowUpdates] = ()
+
+    def ctes(self, conn: AsyncConnection, first: int) -> tuple[tuple[str, ...], list[Any]]:
+        """PostgreSQL: the writes as data-modifying CTEs (`name AS (...)`) whose
+        parameters start at `$first`, and their arguments. Checks the rows' columns."""
+        inserting = [(t, rows) for t, rows in self.inserts.items() if rows]
+        updating = [u for u in self.updates if u.rows]
+        insert_shapes = tuple((t, _columns(t, rows)) for t, rows in inserting)
+        update_shapes = tuple((u.table, u.key, _columns(u.table, u.rows)) for u in updating)
+        for (_, key, columns), u in zip(update_shapes, updating, strict=True):
+            assert key in columns, f"updates of {u.table.name} must give {key}"
+        arguments: list[list[Any]] = []
+        for (table, columns), (_, rows) in zip(insert_shapes, inserting, strict=True):
+            arguments += _arrays(conn, table, columns, rows)
+        for (_, _, columns), u in zip(update_shapes, updating, strict=True):
+            arguments += _arrays(conn, u.table, columns, u.rows)
+        return _write_parts(insert_shapes, update_shapes, first), arguments
+
+    async def run(self, conn: AsyncConnection) -> None:
+        """Write it in the caller's transaction (one statement on PostgreSQL)."""
+        if is_postgresql(conn):
+            parts, arguments = self.ctes(conn, 1)
+            if parts:
+                driver = await driver_connection(conn)
+                await driver.execute("WITH " + ",\n".join(parts) + "\nSELECT 1", *arguments)
+            return
+        inserting = [(t, rows) for t, rows in self.inserts.items() if rows]
+        updating = [u for u in self.updates if u.rows]
+        for table, rows in inserting:
+            _columns(table, rows)
+        for u in updating:
+            assert u.key in _columns(u.table, u.rows), (
+                f"updates of {u.table.name} must give {u.key}"
+            )
+        await _write_rows_sqlite(conn, inserting, updating)
 
 
 async def write_rows(
@@ -104,24 +146,7 @@ async def write_rows(
 ) -> None:
     """Insert `inserts` and apply `updates` in the caller's transaction (one statement
     on PostgreSQL). Tables or updates without rows are left out."""
-    inserting = [(t, rows) for t, rows in inserts.items() if rows]
-    updating = [u for u in updates if u.rows]
-    if not inserting and not updating:
-        return
-    insert_shapes = tuple((t, _columns(t, rows)) for t, rows in inserting)
-    update_shapes = tuple((u.table, u.key, _columns(u.table, u.rows)) for u in updating)
-    for (_, key, columns), u in zip(update_shapes, updating, strict=True):
-        assert key in columns, f"updates of {u.table.name} must give {key}"
-    if not is_postgresql(conn):
-        await _write_rows_sqlite(conn, inserting, updating)
-        return
-    arguments: list[list[Any]] = []
-    for (table, columns), (_, rows) in zip(insert_shapes, inserting, strict=True):
-        arguments += _arrays(conn, table, columns, rows)
-    for (_, _, columns), u in zip(update_shapes, updating, strict=True):
-        arguments += _arrays(conn, u.table, columns, u.rows)
-    driver = await driver_connection(conn)
-    await driver.execute(_write_sql(insert_shapes, update_shapes), *arguments)
+    await BulkWrite(inserts, updates).run(conn)
 
 
 async def _write_rows_sqlite(

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from payflow.api.batcher import MicroBatcher
 from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, claim_completions
 from payflow.api.replies import Completion, Reply
-from payflow.bulk import write_rows
+from payflow.bulk import BulkWrite
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
 from payflow.errors import PayFlowError
@@ -86,8 +86,7 @@ async def _apply(
     return [next(replies) if result is None else result for result in results]
 
 
-async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
-    outcomes = await create_transfers(conn, [t for item in items for t in item.transfers])
+def _completions(items: list[LedgerWork], outcomes: list[TransferOutcome]) -> list[Completion]:
     completions: list[Completion] = []
     start = 0
     for item in items:
@@ -99,21 +98,36 @@ async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list
             completion = replace(completion, inserts=(), statements=())
         completions.append(completion)
         start = end
+    return completions
+
+
+def _rows(items: list[LedgerWork], completions: list[Completion]) -> BulkWrite:
+    """The records, the events and the stored replies of the batch."""
     rows_by_table: dict[Table, list[dict[str, Any]]] = defaultdict(list)
     for completion in completions:
         for target, row in completion.inserts:
             rows_by_table[target].append(row)
-    # Statements update rows of earlier requests (a hold, a payment), never these inserts.
-    for completion in completions:
-        for statement in completion.statements:
-            await conn.execute(statement)
     done = [
         (item.claim, completion.reply)
         for item, completion in zip(items, completions, strict=True)
         if item.claim is not None
     ]
-    # The records, the events and the stored replies: one statement on PostgreSQL.
-    await write_rows(conn, rows_by_table, [claim_completions(done)])
+    return BulkWrite(rows_by_table, [claim_completions(done)])
+
+
+async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
+    completions: list[Completion] = []
+
+    def finish(outcomes: list[TransferOutcome]) -> BulkWrite:
+        completions[:] = _completions(items, outcomes)
+        return _rows(items, completions)
+
+    # The batch's rows go out with the ledger's own write statement (on PostgreSQL).
+    await create_transfers(conn, [t for item in items for t in item.transfers], with_writes=finish)
+    # Statements update rows of earlier requests (a hold, a payment), never these inserts.
+    for completion in completions:
+        for statement in completion.statements:
+            await conn.execute(statement)
     return [completion.reply for completion in completions]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.bulk import BulkWrite
 from payflow.config import get_settings
 from payflow.db import driver_connection, is_postgresql
 from payflow.ledger.batch import BatchWrites
@@ -83,9 +84,8 @@ WITH new_transfers AS (
   SELECT * FROM unnest($24::uuid[], $25::bigint[])
 ), done_expiries AS (
   DELETE FROM ledger_pending_expiries WHERE transfer_id = ANY($26::uuid[])
-)
-SELECT 1
-"""
+)"""
+_PG_WRITE_BATCH_PARAMS = 26
 
 
 # The key of the ledger-wide advisory lock that large batches queue on.
@@ -256,10 +256,15 @@ async def write_batch(
     accounts: Iterable[AccountState],
     *,
     last_timestamp: int,
+    also: BulkWrite | None = None,
 ) -> None:
-    """Write a batch's transfers, account counters, history and expiry changes."""
+    """Write a batch's transfers, account counters, history and expiry changes, and
+    `also` the caller's rows (in the same statement on PostgreSQL)."""
     if not writes.transfers:
-        return  # every transfer failed: nothing changed
+        # Every transfer failed: the ledger changed nothing.
+        if also is not None:
+            await also.run(conn)
+        return
     account_rows = [
         (a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
         for a in accounts
@@ -289,12 +294,18 @@ async def write_batch(
             *_columns(expiry_rows, 2),
             list(writes.expiries_removed),
         )
+        parts, arguments = (
+            also.ctes(conn, _PG_WRITE_BATCH_PARAMS + 1) if also is not None else ((), [])
+        )
+        sql = ",\n".join((_PG_WRITE_BATCH, *parts)) + "\nSELECT 1"
         driver = await driver_connection(conn)
-        await driver.execute(_PG_WRITE_BATCH, *params)
+        await driver.execute(sql, *params, *arguments)
         return
     await _sqlite_write_batch(
         conn, transfer_rows, account_rows, history_rows, expiry_rows, writes, last_timestamp
     )
+    if also is not None:
+        await also.run(conn)
 
 
 def _hex(value: Any) -> Any:
