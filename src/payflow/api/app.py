@@ -178,6 +178,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Starlette answers this outside the middleware that counts responses.
+        state = getattr(request.app.state, "payflow", None)
+        if state is not None:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            state.responses[(request.method, route, 500)] += 1
         return _problem_response("internal_error", "something went wrong on our side", 500)
 
 

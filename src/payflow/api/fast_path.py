@@ -5,7 +5,7 @@ costs more CPU than the money logic of a transfer. This ASGI middleware answers 
 common case itself with the very same functions the route uses — `authenticate`,
 `TransferBody`, `check_key`, `hit_route_limit`, `settle` with `p2p_plan` — and hands
 every request it cannot answer completely to the FastAPI app unchanged, with its body
-replayed: a token not yet verified in this process, a body the model refuses, a missing
+replayed: a token or API key that does not authenticate, a body the model refuses, a missing
 or invalid Idempotency-Key, a content type other than `application/json`, a body over
 the limit, an off-us address. Those requests are refused or served by the route, so
 both paths answer alike, and the route stays what the OpenAPI document describes.
@@ -15,7 +15,7 @@ decision to take the request, so no request is counted twice.
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,9 +28,8 @@ from payflow.api.state import AppState
 from payflow.errors import PayFlowError
 from payflow.payouts.domain import is_off_us
 from payflow.transfers.api import p2p_plan
+from payflow.transfers.api import router as transfers_router
 from payflow.transfers.schemas import TransferBody
-
-log = logging.getLogger(__name__)
 
 ROUTE = "/v1/transfers"
 _JSON = b"application/json"
@@ -43,6 +42,7 @@ class TransferFastPath:
     def __init__(self, app: ASGIApp, *, bytes_max: int) -> None:
         self.app = app
         self.bytes_max = bytes_max
+        self._served: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ROUTE:
@@ -53,12 +53,24 @@ class TransferFastPath:
         if state is None or headers is None:
             await self.app(scope, receive, send)
             return
+        # The route this path serves, as the router would have set it: the error handler
+        # and the metrics name responses by it.
+        scope["route"] = self._route()
         messages, body = await self._read_body(receive)
         taken = await _take(state, headers, body) if body is not None else None
         if taken is None:
             await self.app(scope, _replaying(messages, receive), send)
             return
         await _answer(state, send, *taken)
+
+    def _route(self) -> Any:
+        if self._served is None:
+            [self._served] = [
+                r
+                for r in transfers_router.routes
+                if getattr(r, "path", None) == ROUTE and "POST" in getattr(r, "methods", ())
+            ]
+        return self._served
 
     async def _read_body(self, receive: Receive) -> tuple[list[Message], bytes | None]:
         """The messages read, and the whole body (None if it is over the limit or the
@@ -79,9 +91,10 @@ class TransferFastPath:
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
-    """(bearer token, Idempotency-Key) if the request has both and a JSON body."""
+    """(bearer token, Idempotency-Key) if the request has each once and a JSON body; a
+    repeated header is the route's to judge (it reads the first)."""
     token = key = None
-    json_body = False
+    json_body = seen_type = False
     for name, value in raw:
         if name == b"authorization":
             if not value.startswith(b"Bearer ") or token is not None:
@@ -92,6 +105,9 @@ def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
                 return None
             key = value.decode("latin-1")
         elif name == b"content-type":
+            if seen_type:
+                return None
+            seen_type = True
             json_body = value == _JSON
     if token is None or key is None or not json_body:
         return None
@@ -121,12 +137,8 @@ async def _take(state: AppState, headers: tuple[str, str], body: bytes) -> Taken
         reply, replayed = await settle(state, principal, key, digest, p2p_plan(principal, transfer))
     except PayFlowError as error:
         return limits, error, False
-    except Exception:
-        log.exception("unhandled error on POST %s", ROUTE)
-        failure = PayFlowError(
-            "internal_error", "something went wrong on our side", http_status=500
-        )
-        return limits, failure, False
+    # Anything else propagates to the application's error handler (outside this
+    # middleware), which logs it and answers 500 exactly as it does for the route.
     return limits, reply, replayed
 
 
