@@ -47,7 +47,7 @@ class TestSettings:
         assert settings.database_url == DATABASE_URL_DEFAULT
         assert settings.default_currency == "INR"
         assert settings.database_pool_size == 30
-        assert settings.api_batch_concurrency == 1
+        assert settings.api_batch_concurrency == 2
         assert settings.idempotency_ttl_s == 86_400
         assert settings.access_token_ttl_s == 900
         assert settings.redis_url is None
