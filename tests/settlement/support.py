@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from payflow.events import models as events_models
 from payflow.ids import parse_public_id
-from payflow.ledger import lookup_accounts
+from payflow.ledger.models import transfers as ledger_transfers
 from payflow.settlement import models
 from payflow.wallets.domain import SystemAccount
 from payflow.wallets.service import system_account_id
@@ -103,11 +103,22 @@ async def ended(world: World, auth: dict[str, str], settlement_id: str) -> dict[
     return result
 
 
-async def fees_collected(world: World, currency: str = "INR") -> int:
-    """What the FEES account holds (its posted credits less its posted debits)."""
+async def fees_from(world: World, wallet_id: str, currency: str = "INR") -> int:
+    """What the FEES account holds from one wallet (fees less their reversals): unlike
+    the account's total, other tests' settlements running meanwhile do not change it."""
+    wallet = parse_public_id("wal", wallet_id)
+    fees = system_account_id(SystemAccount.FEES, currency)
+    t = ledger_transfers
     async with world.api.engine.connect() as conn:
-        [account] = await lookup_accounts(conn, [system_account_id(SystemAccount.FEES, currency)])
-    return account.credits_posted - account.debits_posted
+        rows = await conn.execute(
+            select(t.c.debit_account_id, t.c.amount, t.c.flags).where(
+                ((t.c.debit_account_id == wallet) & (t.c.credit_account_id == fees))
+                | ((t.c.debit_account_id == fees) & (t.c.credit_account_id == wallet))
+            )
+        )
+        found = rows.all()
+    assert all(flags == 0 for _, _, flags in found), "fees are single-phase transfers"
+    return sum(amount if debit == wallet else -amount for debit, amount, _ in found)
 
 
 async def events_of(world: World, settlement_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ from tests.settlement.conftest import World
 from tests.settlement.support import (
     count_settlements,
     ended,
-    fees_collected,
+    fees_from,
     get,
     items,
     new_id,
@@ -200,7 +200,7 @@ async def self_state(world: World, seller: Merchant, payments: list[str]) -> lis
     """What a refused run must leave as it was."""
     return [
         await count_settlements(world),
-        await fees_collected(world),
+        await fees_from(world, seller.wallet_id),
         await wallet_funds(world.api, seller.user),
         await items(world, payments),
     ]
