@@ -104,15 +104,27 @@ class BulkWrite:
     inserts: Mapping[Table, Sequence[Row]]
     updates: Sequence[RowUpdates] = ()
 
-    def ctes(self, conn: AsyncConnection, first: int) -> tuple[tuple[str, ...], list[Any]]:
-        """PostgreSQL: the writes as data-modifying CTEs (`name AS (...)`) whose
-        parameters start at `$first`, and their arguments. Checks the rows' columns."""
+    def _shapes(
+        self,
+    ) -> tuple[
+        list[tuple[Table, Sequence[Row]]],
+        list[RowUpdates],
+        tuple[tuple[Table, tuple[str, ...]], ...],
+        tuple[tuple[Table, str, tuple[str, ...]], ...],
+    ]:
+        """The non-empty inserts and updates, and their columns (checked)."""
         inserting = [(t, rows) for t, rows in self.inserts.items() if rows]
         updating = [u for u in self.updates if u.rows]
         insert_shapes = tuple((t, _columns(t, rows)) for t, rows in inserting)
         update_shapes = tuple((u.table, u.key, _columns(u.table, u.rows)) for u in updating)
         for (_, key, columns), u in zip(update_shapes, updating, strict=True):
             assert key in columns, f"updates of {u.table.name} must give {key}"
+        return inserting, updating, insert_shapes, update_shapes
+
+    def ctes(self, conn: AsyncConnection, first: int) -> tuple[tuple[str, ...], list[Any]]:
+        """PostgreSQL: the writes as data-modifying CTEs (`name AS (...)`) whose
+        parameters start at `$first`, and their arguments. Checks the rows' columns."""
+        inserting, updating, insert_shapes, update_shapes = self._shapes()
         arguments: list[list[Any]] = []
         for (table, columns), (_, rows) in zip(insert_shapes, inserting, strict=True):
             arguments += _arrays(conn, table, columns, rows)
@@ -128,15 +140,18 @@ class BulkWrite:
                 driver = await driver_connection(conn)
                 await driver.execute("WITH " + ",\n".join(parts) + "\nSELECT 1", *arguments)
             return
-        inserting = [(t, rows) for t, rows in self.inserts.items() if rows]
-        updating = [u for u in self.updates if u.rows]
+        inserting, updating, _, update_shapes = self._shapes()
         for table, rows in inserting:
-            _columns(table, rows)
-        for u in updating:
-            assert u.key in _columns(u.table, u.rows), (
-                f"updates of {u.table.name} must give {u.key}"
+            await conn.execute(insert(table), list(rows))
+        for (_, key, columns), u in zip(update_shapes, updating, strict=True):
+            statement = (
+                update(u.table)
+                .where(u.table.c[key] == bindparam(f"_{key}"))
+                .values({c: bindparam(f"_{c}") for c in columns if c != key})
             )
-        await _write_rows_sqlite(conn, inserting, updating)
+            await conn.execute(
+                statement, [{f"_{name}": value for name, value in row.items()} for row in u.rows]
+            )
 
 
 async def write_rows(
@@ -147,25 +162,6 @@ async def write_rows(
     """Insert `inserts` and apply `updates` in the caller's transaction (one statement
     on PostgreSQL). Tables or updates without rows are left out."""
     await BulkWrite(inserts, updates).run(conn)
-
-
-async def _write_rows_sqlite(
-    conn: AsyncConnection,
-    inserting: Sequence[tuple[Table, Sequence[Row]]],
-    updating: Sequence[RowUpdates],
-) -> None:
-    for table, rows in inserting:
-        await conn.execute(insert(table), list(rows))
-    for u in updating:
-        columns = [c for c in _columns(u.table, u.rows) if c != u.key]
-        statement = (
-            update(u.table)
-            .where(u.table.c[u.key] == bindparam(f"_{u.key}"))
-            .values({c: bindparam(f"_{c}") for c in columns})
-        )
-        await conn.execute(
-            statement, [{f"_{name}": value for name, value in row.items()} for row in u.rows]
-        )
 
 
 @functools.cache
