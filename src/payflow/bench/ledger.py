@@ -34,6 +34,9 @@ from payflow.ledger import (
 DISTRIBUTIONS = ("uniform", "hot", "hot-credit")
 HOT_ACCOUNTS = 10
 _FUNDING = 10**13  # per account: far more than any benchmark run moves
+READY_TIMEOUT_S = 120.0  # for every client process to start and connect
+START_LEAD_S = 0.05  # from the last process being ready to the common start
+_ready: Any = None  # the client processes' start barrier (set in each process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,27 +141,36 @@ async def _process_main(
     accounts: list[uuid.UUID],
     clients: int,
     seed: int,
-    start: float,
-    stop: float,
+    seconds: float,
 ) -> CellResult:
     engine = create_engine(database_url)
     try:
-        # Open every connection before the start time, so connecting is not measured.
+        # Open every connection before the start, so connecting is not measured, and
+        # start only once every process is as far: starting a process and importing
+        # PayFlow can take longer than a short run (a busy machine).
         conns = [await engine.connect() for _ in range(clients)]
         for conn in conns:
             await conn.close()
+        await asyncio.to_thread(_ready.wait, READY_TIMEOUT_S)
+        start = time.time() + START_LEAD_S
+        stop = start + seconds
         parts = await asyncio.gather(
             *(_client(engine, cell, accounts, seed * 1000 + i, start, stop) for i in range(clients))
         )
     finally:
         await engine.dispose()
-    total = CellResult(cell.batch_size, cell.distribution, 0, stop - start)
+    total = CellResult(cell.batch_size, cell.distribution, 0, seconds)
     for part in parts:
         total.transfers += part.transfers
         total.failed += part.failed
         total.latencies_ms.extend(part.latencies_ms)
     total.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return total
+
+
+def _process_init(ready: Any) -> None:
+    global _ready
+    _ready = ready
 
 
 def _process_entry(args: tuple[Any, ...]) -> CellResult:
@@ -180,14 +192,13 @@ def run_cell(
     per_process = [
         clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
     ]
-    start = time.time() + 1.5
-    stop = start + seconds
     jobs = [
-        (database_url, cell, accounts, n, seed * 100 + i, start, stop)
+        (database_url, cell, accounts, n, seed * 100 + i, seconds)
         for i, n in enumerate(per_process)
     ]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes) as pool:
+    ready = context.Barrier(processes)
+    with context.Pool(processes, initializer=_process_init, initargs=(ready,)) as pool:
         parts = pool.map(_process_entry, jobs)
     total = CellResult(cell.batch_size, cell.distribution, 0, seconds)
     for part in parts:
