@@ -37,8 +37,14 @@ def is_postgresql(conn: AsyncConnection | AsyncEngine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def create_engine(url: str | None = None, *, settings: Settings | None = None) -> AsyncEngine:
-    """An async engine for `url` (default: the configured database)."""
+def create_engine(
+    url: str | None = None,
+    *,
+    settings: Settings | None = None,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
+    """An async engine for `url` (default: the configured database); `server_settings`
+    are PostgreSQL settings for its sessions."""
     settings = settings or get_settings()
     url = normalize_database_url(url or settings.database_url)
     if url.startswith("sqlite"):
@@ -54,7 +60,9 @@ def create_engine(url: str | None = None, *, settings: Settings | None = None) -
         pool_size=settings.database_pool_size,
         max_overflow=max(1, settings.database_pool_size // 4),
         pool_pre_ping=False,
-        connect_args={"server_settings": {"application_name": "payflow"}},
+        connect_args={
+            "server_settings": {"application_name": "payflow", **(server_settings or {})}
+        },
     )
 
 

@@ -19,7 +19,7 @@ from payflow import __version__
 from payflow.api import ops
 from payflow.api.fast_path import TransferFastPath
 from payflow.api.idempotency import IdempotencyStore, sweep_expired
-from payflow.api.ledger_batch import create_ledger_batcher
+from payflow.api.ledger_batch import create_ledger_batcher, create_ledger_engine
 from payflow.api.middleware import BodyLimit, ResponseHeaders
 from payflow.api.problems import PROBLEM_CONTENT_TYPE, Problem, problem, responses
 from payflow.api.ratelimit import create_rate_limiter
@@ -247,11 +247,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with engine.begin() as conn:
             await ensure_system_accounts(conn, settings.default_currency)
         idempotency = IdempotencyStore(engine, settings)
+        ledger_engine = create_ledger_engine(engine, settings)
         state = AppState(
             settings=settings,
             engine=engine,
             keys=keys,
-            ledger=create_ledger_batcher(engine, settings, idempotency),
+            ledger=create_ledger_batcher(ledger_engine, settings, idempotency),
             idempotency=idempotency,
             limiter=create_rate_limiter(settings.redis_url),
         )
@@ -263,6 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Requests have finished (the server drains them first); let queued batches
             # commit, then stop the sweeps and close connections.
             await state.ledger.close()
+            if ledger_engine is not engine:
+                await ledger_engine.dispose()
             await state.idempotency.close()
             for task in tasks:
                 task.cancel()
