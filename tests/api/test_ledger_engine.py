@@ -41,9 +41,7 @@ async def test_postgresql_batches_look_rows_up_by_key(pg_url: str, pg_engine: As
         # However small the accounts table looks to the planner, each id is looked up.
         plan = await _plan(ledger, ids)
         assert "Seq Scan" not in plan, plan
-        assert "Index Scan on ledger_accounts_pkey" in plan or (
-            "Index Scan using ledger_accounts_pkey" in plan
-        ), plan
+        assert "ledger_accounts_pkey" in plan, plan
     finally:
         await ledger.dispose()
 
