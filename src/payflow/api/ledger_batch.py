@@ -131,15 +131,11 @@ async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list
     return [completion.reply for completion in completions]
 
 
-# Every statement of a ledger batch reads or writes a few rows by key. PostgreSQL plans
-# from its statistics, which lag on a young or fast-growing table (autovacuum analyzes a
-# table once a tenth of it changed, at most once a minute): it then takes the table for
-# small and scans all of it, per batch, for a dozen rows. Measured under `payflow bench
-# api` on a new database: 3.1 ms of PostgreSQL time per write statement, most of it
-# sequential scans of accounts and idempotency keys, growing with the tables; 1.2 ms with
-# these settings. On the batches' own connections only, the planner looks rows up by
-# index and joins by nested loop whatever its statistics say; every other query of
-# PayFlow is planned as usual.
+# Every statement of a ledger batch reads or writes a few rows by key, but PostgreSQL's
+# statistics lag on young or fast-growing tables and it then scans whole tables per
+# batch (docs/decisions.md, "Ledger batches are planned by key"). On the batches' own
+# connections only, rows are looked up by index and joined by nested loop whatever the
+# statistics say; every other query of PayFlow is planned as usual.
 KEYED_PLANS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 
