@@ -4,6 +4,8 @@ in one process on the embedded default, optionally with demo data)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,6 +14,8 @@ from uvicorn.supervisors import Multiprocess
 
 from payflow.config import Settings, get_settings
 from payflow.migrate import upgrade
+
+log = logging.getLogger("uvicorn.error")
 
 
 def app_factory() -> FastAPI:
@@ -48,12 +52,62 @@ def run_api(*, host: str, port: int, workers: int, access_log: bool) -> None:
     upgrade(settings.database_url)
     config = _config(settings, host=host, port=port, workers=workers, access_log=access_log)
     if workers > 1:
-        # uvicorn's supervisor starts `workers` processes sharing the socket; each builds
-        # its own app from the same environment.
-        sock = config.bind_socket()
-        Multiprocess(config, sockets=[sock]).run()
+        # Fail now, not in every worker, when something else holds the port.
+        _listening_socket(host, port, reuse_port=False).close()
+        log.info("PayFlow API on http://%s:%d with %d processes", host, port, workers)
+        BalancedMultiprocess(config).run()
         return
     uvicorn.Server(config).run()
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class BalancedMultiprocess(Multiprocess):
+    """uvicorn's supervisor (restarts, signals, health checks), but every worker process
+    listens on a socket of its own bound with SO_REUSEPORT, so the kernel spreads new
+    connections over the workers by their addresses.
+
+    With one shared socket the worker that wakes first accepts a whole burst: a client
+    that opens its keep-alive connections together (a pool, a load balancer) gets them
+    all on one worker, and the others stay idle. Each socket is handed to its worker when
+    the worker starts; the supervisor closes its own copy on its next round, so a worker
+    that dies takes its socket (and its share of new connections) with it.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._handed: list[socket.socket] = []
+        super().__init__(config, sockets=[])
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """A new socket for each worker the supervisor starts (uvicorn reads this once
+        per `Process` it creates)."""
+        sock = _listening_socket(self.config.host, self.config.port, reuse_port=True)
+        self._handed.append(sock)
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, value: list[socket.socket]) -> None:
+        assert not value, "each worker binds its own socket"
+
+    def keep_subprocess_alive(self) -> None:
+        # Started workers hold their sockets (passed at start): drop the supervisor's.
+        while self._handed:
+            self._handed.pop().close()
+        super().keep_subprocess_alive()
 
 
 async def _start_bank(settings: Settings) -> tuple[asyncio.Event, asyncio.Task[None], str]:
