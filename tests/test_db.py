@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payflow.db import Conflict, driver_connection, is_retryable, run_in_transaction
+from payflow.db import Conflict, driver_connection, is_retryable, lock_name, run_in_transaction
+from payflow.wallets import models as wallet_models
+from payflow.wallets.domain import SYSTEM_ACCOUNT_CODES
+from payflow.wallets.service import ensure_system_accounts, list_system_accounts
 
 
 class TestDriverConnection:
@@ -107,3 +112,44 @@ class TestIsRetryable:
     def test_plain_errors_are_not(self) -> None:
         assert not is_retryable(ValueError("x"))
         assert is_retryable(Conflict("x"))
+
+
+class TestLockName:
+    async def test_one_holder_at_a_time_until_commit(self, pg_engine: AsyncEngine) -> None:
+        async with pg_engine.connect() as first, pg_engine.connect() as second:
+            await first.begin()
+            await lock_name(first, "probe:one")
+            await second.begin()
+            waiting = asyncio.create_task(lock_name(second, "probe:one"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            async with pg_engine.begin() as third:
+                await asyncio.wait_for(lock_name(third, "probe:two"), 5)  # another lock
+            await first.commit()
+            await asyncio.wait_for(waiting, 5)
+            await second.commit()
+
+
+class TestSystemAccountsTogether:
+    async def test_concurrent_first_callers_create_each_account_once(self, db: AsyncEngine) -> None:
+        """API processes starting together on a fresh database all call it at once."""
+        async with db.connect() as conn:
+            present = {currency for _, currency in await _system_currencies(conn)}
+        currency = next(c for c in ("CHF", "SEK", "NOK", "DKK", "PLN", "CZK") if c not in present)
+
+        async def ensure() -> None:
+            async with db.begin() as conn:
+                await ensure_system_accounts(conn, currency)
+
+        await asyncio.gather(*(ensure() for _ in range(8)))
+        async with db.connect() as conn:
+            names = [name for name, c in await _system_currencies(conn) if c == currency]
+            accounts = await list_system_accounts(conn)
+        assert sorted(names) == sorted(SYSTEM_ACCOUNT_CODES) and len(set(names)) == len(names)
+        assert sum(1 for _, a in accounts if a.currency == currency) == len(SYSTEM_ACCOUNT_CODES)
+
+
+async def _system_currencies(conn: AsyncConnection) -> list[tuple[str, str]]:
+    table = wallet_models.system_accounts
+    rows = await conn.execute(select(table.c.name, table.c.currency))
+    return [(row.name, row.currency) for row in rows]

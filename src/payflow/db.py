@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -165,6 +166,16 @@ async def driver_connection(conn: AsyncConnection) -> Any:
     if adapter._transaction is None:
         await adapter._start_transaction()
     return fairy.driver_connection
+
+
+async def lock_name(conn: AsyncConnection, name: str) -> None:
+    """Hold a lock on `name` until `conn`'s transaction ends (PostgreSQL's advisory
+    transaction lock on a key derived from it). SQLite's one writer serializes
+    transactions already: there it does nothing."""
+    if is_postgresql(conn):
+        digest = hashlib.sha256(name.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def is_retryable(error: BaseException) -> bool:

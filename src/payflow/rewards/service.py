@@ -5,16 +5,15 @@ connection and never commits; the consumer's runner or the request owns the tran
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import uuid
 
-from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.api.idempotency import Claim
 from payflow.api.ledger_batch import LedgerWork
 from payflow.api.replies import Completion, Reply
-from payflow.db import is_postgresql
+from payflow.db import lock_name
 from payflow.errors import PayFlowError
 from payflow.events.outbox import emit, outbox_row
 from payflow.identity.domain import Role, check_name
@@ -175,10 +174,7 @@ async def _lock_source(conn: AsyncConnection, source_id: str) -> None:
     time would each miss the other's uncommitted row, and the refund would never be
     taken back. SQLite's one writer serializes them already.
     """
-    if is_postgresql(conn):
-        digest = hashlib.sha256(f"rewards:{source_id}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    await lock_name(conn, f"rewards:{source_id}")
 
 
 async def wallets_of_cashbacks(conn: AsyncConnection, source_ids: list[str]) -> set[uuid.UUID]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.db import lock_name
 from payflow.errors import PayFlowError
 from payflow.events.outbox import emit
 from payflow.ids import uuid7
@@ -71,8 +72,11 @@ async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
 
     Deliberately not cached per process: the caller's transaction may still roll back,
     and a cache entry that outlived it would let wallets open in a currency whose system
-    accounts do not exist. Checking costs two reads, and wallets open rarely.
+    accounts do not exist. Checking costs two reads, and wallets open rarely. Callers
+    for one currency take turns (API processes starting together, two users opening the
+    first wallets in a currency): otherwise both would insert the same accounts.
     """
+    await lock_name(conn, f"system-accounts:{currency}")
     accounts = [
         Account(
             id=system_account_id(name, currency),
