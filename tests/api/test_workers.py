@@ -1,25 +1,34 @@
-"""`payflow api --workers N`: every worker gets its share of new connections.
+"""`payflow api --workers N`: workers start together and share the connections.
 
 A real supervisor with two worker processes on PostgreSQL. Connections opened together
 (as a client's pool or a load balancer opens them) must spread over both workers; a
 worker that dies must not leave connections queued on a socket nobody accepts; a port
-already in use is an error at once.
+already in use is an error at once. Processes starting together on a fresh database
+create its first signing key once (system accounts: tests/test_db.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 
 import psutil  # type: ignore[import-untyped]
+import psycopg
 import pytest
+from sqlalchemy import select
 
-from tests.services import free_port
+from payflow.db import create_engine
+from payflow.identity.models import signing_keys
+from payflow.identity.tokens import ensure_signing_key
+from payflow.migrate import upgrade
+from tests.services import PG_ADMIN_URL, PG_HOST, PG_PORT, ensure_postgresql, free_port
 
 REQUEST = b"GET /health HTTP/1.1\r\nHost: payflow\r\n\r\n"
 
@@ -168,3 +177,31 @@ def test_a_port_in_use_stops_the_supervisor_at_once(pg_url: str) -> None:
         taken.close()
     assert result.returncode != 0
     assert b"Address already in use" in result.stderr, result.stderr[-2000:]
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL database nothing has started on yet."""
+    ensure_postgresql()
+    name = f"payflow_fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_processes_starting_together_make_one_signing_key(fresh_pg_url: str) -> None:
+    engines = [create_engine(fresh_pg_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(ensure_signing_key(engine) for engine in engines))
+        async with engines[0].connect() as conn:
+            kids = (await conn.execute(select(signing_keys.c.kid))).scalars().all()
+        assert len(kids) == 1, kids
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -18,7 +18,7 @@ import jwt
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payflow.db import read
+from payflow.db import lock_name, read
 from payflow.errors import PayFlowError
 from payflow.identity import models
 from payflow.identity.domain import Principal, Role
@@ -105,8 +105,12 @@ async def create_signing_key(conn: AsyncConnection) -> str:
 
 
 async def ensure_signing_key(engine: AsyncEngine) -> None:
-    """Create the first signing key if there is none (first start of a new database)."""
+    """Create the first signing key if there is none (first start of a new database).
+
+    API processes starting together take turns: each creating a key of its own, each
+    would sign with a key the others might not have loaded."""
     async with engine.begin() as conn:
+        await lock_name(conn, "signing-keys")
         existing = await conn.scalar(select(models.signing_keys.c.kid).limit(1))
         if existing is None:
             await create_signing_key(conn)
