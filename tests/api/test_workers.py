@@ -10,6 +10,7 @@ create its first signing key once (system accounts: tests/test_db.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -100,19 +101,24 @@ def _connections_per_worker(supervisor: psutil.Process, port: int) -> dict[int, 
     }
 
 
-@pytest.fixture
-def two_workers(pg_url: str) -> Iterator[tuple[psutil.Process, int]]:
+@contextlib.contextmanager
+def _serving(pg_url: str, workers: int, **env: str) -> Iterator[tuple[psutil.Process, int]]:
+    """`payflow api --workers N` on a free port, every worker listening."""
     port = free_port()
+    command = [sys.executable, "-m", "payflow.cli", "api", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "payflow.cli", "api", "--port", str(port), "--workers", "2"],
-        env=_env(pg_url),
+        [*command, "--workers", str(workers)],
+        env={**_env(pg_url), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         supervisor = psutil.Process(process.pid)
-        _wait_for_workers(supervisor, port, 2)
+        if workers > 1:
+            _wait_for_workers(supervisor, port, workers)
+        else:
+            _wait_serving(port)
         yield supervisor, port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -121,6 +127,23 @@ def two_workers(pg_url: str) -> Iterator[tuple[psutil.Process, int]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _wait_serving(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            _get_health(port, timeout_s=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"payflow api was not serving on {port} in time")
+
+
+@pytest.fixture
+def two_workers(pg_url: str) -> Iterator[tuple[psutil.Process, int]]:
+    with _serving(pg_url, 2) as serving:
+        yield serving
 
 
 def test_connections_opened_together_spread_over_both_workers(
@@ -159,6 +182,32 @@ def test_a_dead_worker_leaves_no_connection_unanswered(
     finally:
         for conn in spread:
             conn.close()
+
+
+def _batch_concurrency(port: int) -> int:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with conn:
+        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: payflow\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    [line] = [
+        line
+        for line in answer.decode().splitlines()
+        if line.startswith("payflow_ledger_batch_concurrency ")
+    ]
+    return int(line.split()[1])
+
+
+@pytest.mark.parametrize(("workers", "configured", "each"), [(2, 5, 2), (2, 1, 1), (1, 5, 5)])
+def test_workers_share_the_servers_ledger_batches(
+    pg_url: str, workers: int, configured: int, each: int
+) -> None:
+    env = {"PAYFLOW_API_BATCH_CONCURRENCY": str(configured)}
+    with _serving(pg_url, workers, **env) as (_, port):
+        # New connections reach every worker (by address): ask often enough for both.
+        seen = {_batch_concurrency(port) for _ in range(24)}
+    assert seen == {each}
 
 
 def test_a_port_in_use_stops_the_supervisor_at_once(pg_url: str) -> None:

@@ -88,6 +88,8 @@ async def metrics(state: State) -> PlainTextResponse:
         f"payflow_ledger_batched_requests_total {state.ledger.stats.items}",
         "# TYPE payflow_ledger_batch_size_max gauge",
         f"payflow_ledger_batch_size_max {state.ledger.stats.size_max_seen}",
+        "# TYPE payflow_ledger_batch_concurrency gauge",
+        f"payflow_ledger_batch_concurrency {state.ledger.concurrency}",
         "# TYPE payflow_overloaded_total counter",
         f"payflow_overloaded_total {state.ledger.stats.rejected}",
         "# TYPE payflow_ledger_audit_ok gauge",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 
 import uvicorn
@@ -54,6 +55,11 @@ def run_api(*, host: str, port: int, workers: int, access_log: bool) -> None:
     if workers > 1:
         # Fail now, not in every worker, when something else holds the port.
         _listening_socket(host, port, reuse_port=False).close()
+        # The workers read their settings from this environment: each takes its share
+        # of the server's ledger batches in flight (more, smaller batches cost more CPU
+        # per transfer and queue on each other's account locks).
+        share = max(1, settings.api_batch_concurrency // workers)
+        os.environ["PAYFLOW_API_BATCH_CONCURRENCY"] = str(share)
         log.info("PayFlow API on http://%s:%d with %d processes", host, port, workers)
         BalancedMultiprocess(config).run()
         return
