@@ -58,10 +58,15 @@ class Settings(BaseSettings):
     # How long the first request of a batch may wait for company; 0 = flush as soon as
     # a flusher is free (batches then grow only while earlier ones are committing).
     api_batch_wait_ms_max: float = Field(default=0.0, ge=0, le=100)
-    # Batches in flight at once per process (SQLite always uses one). Two: while one
-    # batch waits for the database, the next one's Python work runs; more mostly lock
-    # the same accounts and wait for each other (measured in docs/benchmarks.md).
+    # Batches in flight at once per server (SQLite always uses one), split among
+    # `payflow api --workers N` (at least one each). Two: while one batch waits for the
+    # database, the next one's Python work runs; more, smaller batches cost more CPU
+    # per transfer and lock the same accounts (measured in docs/benchmarks.md).
     api_batch_concurrency: int = Field(default=2, ge=1, le=64)
+    # Object allocations between the interpreter's youngest garbage collections in an
+    # API process (Python's own default is 700; 0 keeps it). A request allocates
+    # thousands of short-lived objects, nearly all freed by reference counting.
+    api_gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
     # Requests waiting for a batch; beyond this the API answers 503 at once.
     api_batch_queue_max: int = Field(default=10_000, ge=1, le=1_000_000)
     # Graceful shutdown: how long in-flight requests get to finish.
