@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.db import lock_name
@@ -37,9 +38,17 @@ _WALLET_CACHE_MAX = 100_000
 _wallet_cache: dict[tuple[object, object, str], Wallet] = {}
 
 
+# Each engine's database, rendered once: a URL object hashes by rendering itself, which
+# cost more than the lookup it keys.
+_databases: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
 def _cache_key(conn: AsyncConnection, kind: object, value: str) -> tuple[object, object, str]:
-    # The URL object (hashable), not its string: rendering it costs more than the lookup.
-    return (conn.engine.url, kind, value)
+    engine = conn.engine.sync_engine
+    database = _databases.get(engine)
+    if database is None:
+        database = _databases[engine] = engine.url.render_as_string()
+    return (database, kind, value)
 
 
 def _remember(conn: AsyncConnection, wallet: Wallet) -> Wallet:
