@@ -6,6 +6,7 @@ invariants must hold after every test that moves money.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,18 +28,27 @@ __all__ = ["bank"]
 BACKENDS = ("sqlite", "postgresql")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this run's own, migrated; dropped at the end."""
+@contextlib.contextmanager
+def migrated_pg_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database, migrated, for the block; dropped after it."""
     ensure_postgresql()
-    name = f"payflow_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, migrated; dropped at the end."""
+    with migrated_pg_database("payflow_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -149,6 +149,19 @@ class TestSystemAccountsTogether:
         assert sum(1 for _, a in accounts if a.currency == currency) == len(SYSTEM_ACCOUNT_CODES)
 
 
+class TestSystemAccountsPresent:
+    async def test_present_accounts_take_no_lock(self, pg_db: AsyncEngine) -> None:
+        """Every wallet opening checks them: once they exist, openings do not queue."""
+        async with pg_db.begin() as conn:
+            await ensure_system_accounts(conn, "INR")
+        async with pg_db.connect() as holder:
+            await holder.begin()
+            await lock_name(holder, "system-accounts:INR")
+            async with pg_db.begin() as conn:
+                await asyncio.wait_for(ensure_system_accounts(conn, "INR"), 5)
+            await holder.rollback()
+
+
 async def _system_currencies(conn: AsyncConnection) -> list[tuple[str, str]]:
     table = wallet_models.system_accounts
     rows = await conn.execute(select(table.c.name, table.c.currency))

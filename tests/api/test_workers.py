@@ -17,19 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 
 import psutil  # type: ignore[import-untyped]
-import psycopg
 import pytest
 from sqlalchemy import select
 
 from payflow.db import create_engine
 from payflow.identity.models import signing_keys
 from payflow.identity.tokens import ensure_signing_key
-from payflow.migrate import upgrade
-from tests.services import PG_ADMIN_URL, PG_HOST, PG_PORT, ensure_postgresql, free_port
+from tests.conftest import migrated_pg_database
+from tests.services import free_port
 
 REQUEST = b"GET /health HTTP/1.1\r\nHost: payflow\r\n\r\n"
 
@@ -231,17 +229,8 @@ def test_a_port_in_use_stops_the_supervisor_at_once(pg_url: str) -> None:
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """A migrated PostgreSQL database nothing has started on yet."""
-    ensure_postgresql()
-    name = f"payflow_fresh_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        upgrade(url)
+    with migrated_pg_database("payflow_fresh") as url:
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_processes_starting_together_make_one_signing_key(fresh_pg_url: str) -> None:

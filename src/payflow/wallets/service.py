@@ -81,10 +81,15 @@ async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
 
     Deliberately not cached per process: the caller's transaction may still roll back,
     and a cache entry that outlived it would let wallets open in a currency whose system
-    accounts do not exist. Checking costs two reads, and wallets open rarely. Callers
-    for one currency take turns (API processes starting together, two users opening the
-    first wallets in a currency): otherwise both would insert the same accounts.
+    accounts do not exist. Checking costs one read when they are all there. Callers
+    that find some missing take turns (API processes starting together, two users
+    opening the first wallets in a currency): otherwise both would insert them.
     """
+    table = models.system_accounts
+    names = select(table.c.name).where(table.c.currency == currency)
+    if len(set((await conn.execute(names)).scalars())) == len(SYSTEM_ACCOUNT_CODES):
+        # Each name's row commits with its account.
+        return
     await lock_name(conn, f"system-accounts:{currency}")
     accounts = [
         Account(
@@ -97,10 +102,7 @@ async def ensure_system_accounts(conn: AsyncConnection, currency: str) -> None:
     ]
     results = await create_accounts(conn, accounts)
     assert all(r in (AccountResult.OK, AccountResult.EXISTS) for r in results), results
-    table = models.system_accounts
-    known = set(
-        (await conn.execute(select(table.c.name).where(table.c.currency == currency))).scalars()
-    )
+    known = set((await conn.execute(names)).scalars())
     rows = [
         {
             "name": a_name.value,
