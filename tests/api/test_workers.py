@@ -3,8 +3,9 @@
 A real supervisor with two worker processes on PostgreSQL. Connections opened together
 (as a client's pool or a load balancer opens them) must spread over both workers; a
 worker that dies must not leave connections queued on a socket nobody accepts; a port
-already in use is an error at once. Processes starting together on a fresh database
-create its first signing key once (system accounts: tests/test_db.py).
+already in use is an error at once; the server's ledger batches in flight are split
+among its workers. Processes starting together on a fresh database create its first
+signing key once (system accounts: tests/test_db.py).
 """
 
 from __future__ import annotations
@@ -166,11 +167,12 @@ def test_a_dead_worker_leaves_no_connection_unanswered(
     victim, survivor = (w.pid for w in _workers(supervisor))
     os.kill(victim, signal.SIGKILL)
     psutil.Process(victim).wait(timeout=10)
-    # Until the replacement listens, every new connection is the survivor's: none waits
-    # in the dead worker's queue (its socket closed with it; the supervisor kept none).
-    # (Were a copy of its socket still open, about half of these would time out.)
+    # None waits in the dead worker's queue: its socket closed with it (the supervisor
+    # kept no copy). Some may reach the replacement's new socket and wait for it to
+    # start, hence the long timeout; were a copy of the dead socket still open, about
+    # half of these would never be answered.
     for _ in range(16):
-        _get_health(port, timeout_s=5).close()
+        _get_health(port, timeout_s=30).close()
     replaced = _wait_for_workers(supervisor, port, 2)
     assert victim not in replaced and survivor in replaced
     spread = _burst(port, 32)
