@@ -168,9 +168,9 @@ def test_a_dead_worker_leaves_no_connection_unanswered(
     os.kill(victim, signal.SIGKILL)
     psutil.Process(victim).wait(timeout=10)
     # None waits in the dead worker's queue: its socket closed with it (the supervisor
-    # kept no copy). Some may reach the replacement's new socket and wait for it to
-    # start, hence the long timeout; were a copy of the dead socket still open, about
-    # half of these would never be answered.
+    # kept no copy), and the replacement's joins only once it listens, ready. Were a
+    # copy of the dead socket still open, about half of these would never be answered
+    # (the timeout is generous for a busy machine, not for a slow start).
     for _ in range(16):
         _get_health(port, timeout_s=30).close()
     replaced = _wait_for_workers(supervisor, port, 2)
