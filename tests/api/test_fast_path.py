@@ -934,3 +934,46 @@ class TestConcurrency:
         assert len(lean) == 20
         assert await balance(api.client, sender) == EMPTY
         assert await balance(api.client, recipient) == funds(10 * AMOUNT)
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What the lean path's stand-in transport handed to the server's real one."""
+    written: list[bytes] = []
+
+    class Recording(fast_path._HeadWithBody):
+        def __init__(self, transport: Any) -> None:
+            super().__init__(_Spy(transport, written))
+
+    monkeypatch.setattr(fast_path, "_HeadWithBody", Recording)
+    return written
+
+
+@dataclass
+class _Spy:
+    transport: Any
+    written: list[bytes]
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.transport.write(data)
+
+
+async def test_a_lean_response_is_written_in_one_piece(
+    api: Server, lean: list[int], writes: list[bytes]
+) -> None:
+    """uvicorn writes a response's head and body separately; the lean path's reach the
+    socket as one write (fails if uvicorn stops writing through the cycle's transport)."""
+    sender, recipient = await funded(api)
+    body = {"to": recipient.handle, "amount": AMOUNT, "currency": "INR"}
+    answer = await transfer(api.client, sender, body, via="lean")
+    refused = await transfer(api.client, sender, {**body, "amount": FUNDS * 10}, via="lean")
+    assert lean == [201, 422]
+    assert answer.status_code == 201, answer.text
+    assert_problem(refused, 422, "insufficient_funds")
+    assert len(writes) == 2
+    for written, response in zip(writes, (answer, refused), strict=True):
+        head, _, payload = written.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {response.status_code} ".encode())
+        assert payload == response.content
+    assert await balance(api.client, sender) == funds(FUNDS - AMOUNT)

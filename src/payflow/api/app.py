@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from payflow import __version__
 from payflow.api import ops
@@ -77,6 +78,15 @@ _REPLAYABLE = ("200", "201", "404", "409", "422")
 
 
 class PayFlowAPI(FastAPI):
+    # The largest body the lean path for transfers reads (create_app sets it).
+    lean_bytes_max = 0
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack (its error middleware outermost) inside the lean path for
+        `POST /v1/transfers`: that path talks to the server's own `send` (so it can write
+        a response in one piece) and answers its own unexpected errors."""
+        return TransferFastPath(super().build_middleware_stack(), bytes_max=self.lean_bytes_max)
+
     def openapi(self) -> dict[str, Any]:
         """The generated document plus what the routes alone cannot say: the `Problem`
         schema (also for FastAPI's own 422s), rate-limit and `Retry-After` headers, and
@@ -305,6 +315,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.add_middleware(ResponseHeaders)
     app.add_middleware(BodyLimit, bytes_max=settings.api_body_bytes_max)
-    # Outermost: what it does not answer itself reaches the stack above unchanged.
-    app.add_middleware(TransferFastPath, bytes_max=settings.api_body_bytes_max)
+    app.lean_bytes_max = settings.api_body_bytes_max
     return app

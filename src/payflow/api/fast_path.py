@@ -11,10 +11,15 @@ the limit, an off-us address. Those requests are refused or served by the route,
 both paths answer alike, and the route stays what the OpenAPI document describes.
 Nothing with a side effect (the rate-limit hit, the key's claim) runs before the
 decision to take the request, so no request is counted twice.
+
+It sits outside Starlette's error middleware (`PayFlowAPI.build_middleware_stack`), so
+it holds the server's own `send` and writes each response's head and body in one piece;
+it answers its own unexpected errors as the application's handler does.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +39,8 @@ from payflow.transfers.schemas import TransferBody
 ROUTE = "/v1/transfers"
 _JSON = b"application/json"
 _REPLAYED = (b"idempotent-replayed", b"true")
+
+log = logging.getLogger(__name__)
 
 
 class TransferFastPath:
@@ -57,7 +64,14 @@ class TransferFastPath:
         # and the metrics name responses by it.
         scope["route"] = self._route()
         messages, body = await self._read_body(receive)
-        taken = await _take(state, headers, body) if body is not None else None
+        try:
+            taken = await _take(state, headers, body) if body is not None else None
+        except Exception:
+            # This path runs outside the application's error middleware: answer as its
+            # handler for unexpected errors does (logged, a 500 problem, no side effect
+            # committed: the batch's transaction rolled back or never ran).
+            log.exception("unhandled error on POST %s", ROUTE)
+            taken = {}, _internal_error(), False
         if taken is None:
             await self.app(scope, _replaying(messages, receive), send)
             return
@@ -137,9 +151,12 @@ async def _take(state: AppState, headers: tuple[str, str], body: bytes) -> Taken
         reply, replayed = await settle(state, principal, key, digest, p2p_plan(principal, transfer))
     except PayFlowError as error:
         return limits, error, False
-    # Anything else propagates to the application's error handler (outside this
-    # middleware), which logs it and answers 500 exactly as it does for the route.
+    # Anything else propagates to the caller, which answers 500 as the route would.
     return limits, reply, replayed
+
+
+def _internal_error() -> PayFlowError:
+    return PayFlowError("internal_error", "something went wrong on our side", http_status=500)
 
 
 def _rate_limited(reset_s: int) -> PayFlowError:
@@ -167,8 +184,45 @@ async def _answer(
         headers.append((b"retry-after", b"1"))
     headers += [(name.lower().encode(), value.encode()) for name, value in limits.items()]
     state.responses[("POST", ROUTE, status)] += 1
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": encoded})
+    start = {"type": "http.response.start", "status": status, "headers": headers}
+    body = {"type": "http.response.body", "body": encoded}
+    # uvicorn writes a response's head and its body to the socket separately: two
+    # send() calls, two segments for the client to read. Where the server's `send`
+    # writes through a transport of its own (uvicorn's protocols), lend it one that
+    # holds the head back and writes it with the body.
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        await send(start)
+        await send(body)
+        return
+    cycle.transport = _HeadWithBody(transport)  # type: ignore[union-attr]
+    try:
+        await send(start)
+        await send(body)
+    finally:
+        cycle.transport = transport  # type: ignore[union-attr]
+
+
+class _HeadWithBody:
+    """A transport that writes the first chunk it is given together with the second."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is None:
+            self._head = bytes(data)
+            return
+        self._transport.write(self._head + data)
+        self._head = b""
+
+    def __getattr__(self, name: str) -> Any:
+        # close(), is_closing(), get_extra_info(): the real transport's.
+        return getattr(self._transport, name)
 
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
