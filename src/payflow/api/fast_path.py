@@ -68,8 +68,8 @@ class TransferFastPath:
             taken = await _take(state, headers, body) if body is not None else None
         except Exception:
             # This path runs outside the application's error middleware: answer as its
-            # handler for unexpected errors does (logged, a 500 problem, no side effect
-            # committed: the batch's transaction rolled back or never ran).
+            # handler for unexpected errors does (logged, a 500 problem). A retry under
+            # the same key replays whatever did commit, as it does after the route's 500.
             log.exception("unhandled error on POST %s", ROUTE)
             taken = {}, _internal_error(), False
         if taken is None:
