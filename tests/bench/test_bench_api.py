@@ -355,6 +355,7 @@ class TestPrintReport:
         )
         report = {
             "pgbench_tps": 1000.0,
+            "pgbench_runs_tps": [900.0, 1100.0],
             "pgbench": {"scale": 1, "clients": 4, "seconds": 1},
             "clients": 4,
             "seconds": 1.0,
@@ -378,6 +379,8 @@ class TestPrintReport:
         assert "1.50/0.20/0.01/0.29" in text
         assert "Other work on the machine used up to 0.29 cores" in text
         assert "FAIL uniform ≥ 1.0× pgbench" in text
+        # The heading wraps to the table's width.
+        assert "1,000 tps (2 runs, 900–1,100)" in " ".join(text.split())
 
 
 def _bench_databases() -> list[str]:
@@ -401,7 +404,16 @@ class TestRunApiBench:
             embedded=True,
         )
         json.dumps(report)  # serialisable as the --json output
-        assert report["pgbench_tps"] > 0
+        # pgbench before the first cell and after every cell; each cell against the
+        # mean of the runs on either side of it.
+        runs = report["pgbench_runs_tps"]
+        assert len(runs) == len(report["results"]) + 1
+        assert all(tps > 0 for tps in runs)
+        assert report["pgbench_tps"] == pytest.approx(sum(runs) / len(runs), abs=0.1)
+        for i, r in enumerate(report["results"]):
+            assert r["pgbench_tps"] == pytest.approx((runs[i] + runs[i + 1]) / 2, abs=0.1)
+            ratio = r["transfers_per_s"] / r["pgbench_tps"]
+            assert r["ratio_to_pgbench"] == pytest.approx(ratio, abs=0.01)
         cells = [
             (r["database"], r["server_processes"], r["distribution"]) for r in report["results"]
         ]

@@ -183,6 +183,8 @@ def cell_report(
         "server_processes": cell.server_processes,
         "distribution": cell.distribution,
         "transfers_per_s": round(load.rate_per_s, 1),
+        # The mean of the pgbench runs just before and just after the cell.
+        "pgbench_tps": round(pgbench_tps, 1),
         "ratio_to_pgbench": round(load.rate_per_s / pgbench_tps, 2) if pgbench_tps else 0.0,
         "p50_ms": round(load.percentile_ms(0.50), 2),
         "p99_ms": round(load.percentile_ms(0.99), 2),

@@ -61,6 +61,10 @@ def loadgen_evidence(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _spread(runs: list[float]) -> str:
+    return f"{len(runs)} runs, {min(runs):,.0f}–{max(runs):,.0f}"
+
+
 def print_report(console: Console, report: dict[str, Any]) -> None:
     """The pgbench line, the table, the load generator's evidence and the verdicts."""
     pgbench = report["pgbench"]
@@ -68,7 +72,8 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         title=(
             f"PayFlow HTTP API: {report['clients']} clients, {report['seconds']:g} s per cell;"
             f" pgbench tpcb-like (scale {pgbench['scale']}, {pgbench['clients']} clients,"
-            f" same server, same run): {report['pgbench_tps']:,.0f} tps"
+            f" same server, same run, before and after each cell):"
+            f" {report['pgbench_tps']:,.0f} tps ({_spread(report['pgbench_runs_tps'])})"
         ),
         title_justify="left",
     )
@@ -124,6 +129,10 @@ def _rss(peaks: list[dict[str, Any]]) -> str:
 def _print_notes(console: Console, report: dict[str, Any]) -> None:
     calibration, evidence = report["calibration"], report["loadgen"]
     cpus = report["machine"]["cpus"]
+    console.print(
+        "× pgbench: a cell's rate over the mean of the pgbench runs just before and just"
+        " after it (the heading gives the mean and the range of all runs)."
+    )
     console.print(
         f"CPU: cores busy on average in the measured window (of {cpus}): the API's processes,"
         " PostgreSQL's, the load generator's, and everything else on the machine."

@@ -29,26 +29,33 @@ def _connection_args(database_url: str) -> list[str]:
     return args
 
 
-def run_pgbench(
-    database_url: str, *, scale: int, clients: int, seconds: int, threads: int
-) -> PgbenchResult:
-    """Initialise pgbench's tables at `scale` in `database_url`'s database and run tpcb-like."""
+def _pgbench() -> str:
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         raise RuntimeError("pgbench is not installed (Debian: postgresql-contrib / postgresql)")
-    url = make_url(database_url)
-    args = _connection_args(database_url)
-    database = url.database or "postgres"
+    return pgbench
+
+
+def init_pgbench(database_url: str, *, scale: int) -> None:
+    """Create pgbench's tables at `scale` in `database_url`'s database."""
+    database = make_url(database_url).database or "postgres"
     subprocess.run(
-        [pgbench, *args, "-i", "-s", str(scale), "-q", database],
+        [_pgbench(), *_connection_args(database_url), "-i", "-s", str(scale), "-q", database],
         check=True,
         capture_output=True,
         text=True,
     )
+
+
+def run_tpcb_like(
+    database_url: str, *, scale: int, clients: int, seconds: int, threads: int
+) -> PgbenchResult:
+    """tpcb-like for `seconds` on tables `init_pgbench` made (at `scale`)."""
+    database = make_url(database_url).database or "postgres"
     done = subprocess.run(
         [
-            pgbench,
-            *args,
+            _pgbench(),
+            *_connection_args(database_url),
             "-b",
             "tpcb-like",
             "-c",
@@ -73,4 +80,14 @@ def run_pgbench(
         scale=scale,
         seconds=seconds,
         latency_ms_avg=float(latency.group(1)) if latency else None,
+    )
+
+
+def run_pgbench(
+    database_url: str, *, scale: int, clients: int, seconds: int, threads: int
+) -> PgbenchResult:
+    """Initialise pgbench's tables at `scale` in `database_url`'s database and run tpcb-like."""
+    init_pgbench(database_url, scale=scale)
+    return run_tpcb_like(
+        database_url, scale=scale, clients=clients, seconds=seconds, threads=threads
     )
