@@ -9,7 +9,14 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from payflow.db import Conflict, driver_connection, is_retryable, lock_name, run_in_transaction
+from payflow.db import (
+    Conflict,
+    HeldConnections,
+    driver_connection,
+    is_retryable,
+    lock_name,
+    run_in_transaction,
+)
 from payflow.wallets import models as wallet_models
 from payflow.wallets.domain import SYSTEM_ACCOUNT_CODES
 from payflow.wallets.service import ensure_system_accounts, list_system_accounts
@@ -95,6 +102,120 @@ class TestRunInTransaction:
             count = (await conn.execute(text("SELECT count(*) FROM rollback_probe"))).scalar()
             await conn.execute(text("DROP TABLE rollback_probe"))
         assert count == 0
+
+
+def _checked_out(engine: AsyncEngine) -> int:
+    return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+
+
+async def _backend_pid(conn: AsyncConnection) -> object:
+    return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+class TestHeldConnections:
+    async def test_back_to_back_transactions_share_one_connection(
+        self, engine: AsyncEngine
+    ) -> None:
+        held = HeldConnections(engine)
+        before = _checked_out(engine)
+        try:
+            seen = [await held.run(lambda conn: _connection_of(conn)) for _ in range(3)]
+            assert seen[0] is seen[1] is seen[2]
+            assert held.held == 1
+            assert _checked_out(engine) == before + 1
+        finally:
+            await held.close()
+        assert held.held == 0
+        assert _checked_out(engine) == before
+
+    async def test_each_transaction_commits(self, pg_engine: AsyncEngine) -> None:
+        held = HeldConnections(pg_engine)
+        async with pg_engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS held_probe (v int)"))
+            await conn.execute(text("DELETE FROM held_probe"))
+
+        async def insert(conn: AsyncConnection) -> object:
+            await conn.execute(text("INSERT INTO held_probe VALUES (1)"))
+            return await _backend_pid(conn)
+
+        try:
+            pids = {await held.run(insert), await held.run(insert)}
+            # Seen from another connection while the held one stays out: both committed.
+            async with pg_engine.begin() as conn:
+                count = (await conn.execute(text("SELECT count(*) FROM held_probe"))).scalar()
+                await conn.execute(text("DROP TABLE held_probe"))
+        finally:
+            await held.close()
+        assert count == 2
+        assert len(pids) == 1
+
+    async def test_conflicts_are_retried_on_the_same_connection(self, engine: AsyncEngine) -> None:
+        held = HeldConnections(engine)
+        attempts: list[object] = []
+
+        async def work(conn: AsyncConnection) -> str:
+            attempts.append(await _connection_of(conn))
+            if len(attempts) < 3:
+                raise Conflict("try again")
+            return "done"
+
+        try:
+            assert await held.run(work, retries_max=5) == "done"
+        finally:
+            await held.close()
+        assert len(attempts) == 3
+        assert attempts[0] is attempts[1] is attempts[2]
+
+    async def test_a_failed_transaction_gives_its_connection_back(
+        self, engine: AsyncEngine
+    ) -> None:
+        held = HeldConnections(engine)
+        before = _checked_out(engine)
+
+        async def fail(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT 1"))
+            raise ValueError("inside the transaction")
+
+        with pytest.raises(ValueError, match="inside the transaction"):
+            await held.run(fail)
+        assert held.held == 0
+        assert _checked_out(engine) == before
+        try:
+            assert await held.run(lambda conn: _one(conn)) == 1
+        finally:
+            await held.close()
+
+    async def test_a_cancelled_transaction_gives_its_connection_back(
+        self, pg_engine: AsyncEngine
+    ) -> None:
+        held = HeldConnections(pg_engine)
+        before = _checked_out(pg_engine)
+        started = asyncio.Event()
+
+        async def slow(conn: AsyncConnection) -> None:
+            started.set()
+            await conn.execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(held.run(slow))
+        await started.wait()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert held.held == 0
+        assert _checked_out(pg_engine) == before
+        try:
+            assert await held.run(lambda conn: _one(conn)) == 1
+        finally:
+            await held.close()
+
+
+async def _connection_of(conn: AsyncConnection) -> object:
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def _one(conn: AsyncConnection) -> int:
+    return int((await conn.execute(text("SELECT 1"))).scalar_one())
 
 
 class TestIsRetryable:

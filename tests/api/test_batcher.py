@@ -192,6 +192,26 @@ async def test_close_drains_queued_items_then_refuses_new_ones() -> None:
         await running.submit(100)
 
 
+async def test_on_close_runs_once_after_the_last_batch() -> None:
+    flush = FakeFlush()
+    flush.hold()
+    order: list[str] = []
+
+    async def on_close() -> None:
+        order.append(f"closed after {len(flush.flushed)} items, {flush.in_flight} in flight")
+
+    running = MicroBatcher(flush=flush, size_max=2, concurrency=1, queue_max=100, on_close=on_close)
+    tasks = submit_all(running, range(5))
+    await settle()
+    closing = asyncio.create_task(running.close())
+    await settle()
+    assert order == []
+    flush.release()
+    await closing
+    await asyncio.gather(*tasks)
+    assert order == ["closed after 5 items, 0 in flight"]
+
+
 async def test_a_cancelled_caller_does_not_cancel_its_item() -> None:
     flush = FakeFlush()
     flush.hold()

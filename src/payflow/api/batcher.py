@@ -46,6 +46,8 @@ class MicroBatcher(Generic[T, R]):
     queue_max: int
     wait_s_max: float = 0.0
     name: str = "batcher"
+    # Run once the last batch has finished (e.g. to give back what the flushes held).
+    on_close: Callable[[], Awaitable[None]] | None = None
     stats: BatcherStats = field(default_factory=BatcherStats)
 
     def __post_init__(self) -> None:
@@ -121,3 +123,5 @@ class MicroBatcher(Generic[T, R]):
         await self._dispatcher
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self.on_close is not None:
+            await self.on_close()

@@ -21,7 +21,7 @@ from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, claim_c
 from payflow.api.replies import Completion, Reply
 from payflow.bulk import BulkWrite
 from payflow.config import Settings
-from payflow.db import create_engine, is_postgresql, run_in_transaction
+from payflow.db import HeldConnections, create_engine, is_postgresql
 from payflow.errors import PayFlowError
 from payflow.events.signals import outbox_committed
 from payflow.ledger import Transfer, TransferOutcome, TransferResult, create_transfers
@@ -151,10 +151,13 @@ def create_ledger_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine
 def create_ledger_batcher(
     engine: AsyncEngine, settings: Settings, keys: IdempotencyStore
 ) -> MicroBatcher[LedgerWork, BatchResult]:
-    """The process's micro-batcher for money moves (one flusher on SQLite's one writer)."""
+    """The process's micro-batcher for money moves (one flusher on SQLite's one writer).
+
+    Each flusher keeps its connection between batches."""
+    connections = HeldConnections(engine)
 
     async def flush(items: list[LedgerWork]) -> list[BatchResult]:
-        replies = await run_in_transaction(engine, lambda conn: _apply(conn, items, keys))
+        replies = await connections.run(lambda conn: _apply(conn, items, keys))
         outbox_committed()
         return replies
 
@@ -165,4 +168,5 @@ def create_ledger_batcher(
         queue_max=settings.api_batch_queue_max,
         wait_s_max=settings.api_batch_wait_ms_max / 1000,
         name="ledger",
+        on_close=connections.close,
     )
