@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Annotated, Any
@@ -106,10 +107,13 @@ async def hit_route_limit(
     state: AppState, principal: Principal, method: str, route: str
 ) -> Decision:
     """Count a request against the principal's quota for the route (its path template)."""
-    policy = Policy(
-        "default", state.settings.rate_limit_requests, state.settings.rate_limit_window_s
-    )
+    policy = _route_policy(state.settings.rate_limit_requests, state.settings.rate_limit_window_s)
     return await state.limiter.hit(f"{principal.scope}:{method} {route}", policy)
+
+
+@functools.cache
+def _route_policy(limit: int, window_s: int) -> Policy:
+    return Policy("default", limit, window_s)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table
@@ -12,16 +11,22 @@ from sqlalchemy.sql import Executable
 
 from payflow.api.problems import problem
 from payflow.errors import PayFlowError
+from payflow.jsontext import dumps_compact
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
     status: int
     body: dict[str, Any]
+    # `encoded()`, once: a reply is stored with its batch and then sent.
+    _encoded: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def encoded(self) -> str:
-        """The body as stored and sent (compact JSON)."""
-        return json.dumps(self.body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        """The body as stored and sent (compact JSON). The body must not change after."""
+        if self._encoded is None:
+            object.__setattr__(self, "_encoded", dumps_compact(self.body))
+        assert self._encoded is not None
+        return self._encoded
 
     @classmethod
     def error(cls, error: PayFlowError) -> Reply:

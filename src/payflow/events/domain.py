@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from payflow.jsontext import dumps_compact
 from payflow.timestamps import to_rfc3339
 
 _EVENT_NAMESPACE: Final = uuid.UUID("8e2f5c1a-93d4-4b7e-a0c6-51f2d8b3e947")
@@ -42,7 +43,7 @@ def partition_of(aggregate_id: str, partitions: int) -> int:
 
 
 def _dumps(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return dumps_compact(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -69,11 +69,12 @@ class Principal:
     user_id: uuid.UUID
     role: Role
     api_key_id: uuid.UUID | None = None
+    # The namespace for this caller's idempotency keys and rate limits (derived, so it
+    # plays no part in equality).
+    scope: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def scope(self) -> str:
-        """The namespace for this caller's idempotency keys and rate limits."""
-        return f"usr_{self.user_id.hex}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope", f"usr_{self.user_id.hex}")
 
     @property
     def is_operator(self) -> bool:
