@@ -14,6 +14,7 @@ def all_metadata() -> list[MetaData]:
     from payflow.merchants.models import metadata as payments  # payments shares it
     from payflow.notifications.models import metadata as notifications
     from payflow.operators.models import metadata as operators
+    from payflow.payments import models as _payments_tables  # noqa: F401  (its tables join it)
     from payflow.payouts.models import metadata as payouts
     from payflow.rewards.models import metadata as rewards
     from payflow.settlement.models import metadata as settlement
