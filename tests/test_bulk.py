@@ -23,11 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payflow.bulk import RowUpdates, insert_new, write_rows
+from payflow.bulk import BulkWrite, GuardedInsert, RowsTaken, RowUpdates, insert_new, write_rows
 
 
-@pytest.fixture
-async def tables(engine: AsyncEngine) -> AsyncIterator[tuple[Table, Table]]:
+async def _own_tables(engine: AsyncEngine) -> AsyncIterator[tuple[Table, Table]]:
     """Two tables of this test's own (unique names), dropped afterwards."""
     suffix = uuid.uuid4().hex[:8]
     metadata = MetaData()
@@ -53,6 +52,18 @@ async def tables(engine: AsyncEngine) -> AsyncIterator[tuple[Table, Table]]:
     yield things, notes
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
+
+
+@pytest.fixture
+async def tables(engine: AsyncEngine) -> AsyncIterator[tuple[Table, Table]]:
+    async for made in _own_tables(engine):
+        yield made
+
+
+@pytest.fixture
+async def tables_pg(pg_engine: AsyncEngine) -> AsyncIterator[tuple[Table, Table]]:
+    async for made in _own_tables(pg_engine):
+        yield made
 
 
 def _thing(owner: str, name: str, amount: int, **extra: Any) -> dict[str, Any]:
@@ -157,3 +168,67 @@ class TestInsertNew:
         things, _ = tables
         async with engine.begin() as conn:
             assert await insert_new(conn, things, [], unique=("owner", "name"), key="id") == set()
+
+
+class TestGuardedInsert:
+    """PostgreSQL: rows inserted with the other writes unless their unique columns are
+    taken; a write whose guard fell short raises, and its transaction writes nothing."""
+
+    async def test_free_rows_go_in_with_the_other_writes(
+        self, pg_engine: AsyncEngine, tables_pg: tuple[Table, Table]
+    ) -> None:
+        things, notes = tables_pg
+        old = _thing("a", "old", 1)
+        async with pg_engine.begin() as conn:
+            await write_rows(conn, {things: [old]})
+        note = {"id": uuid.uuid4(), "text": "with the guard"}
+        guarded = [_thing("a", "new", 2, body="b"), _thing("b", "old", 3, body="c")]
+        write = BulkWrite(
+            {notes: [note]},
+            [RowUpdates(things, "id", [{"id": old["id"], "amount": 9}])],
+            GuardedInsert(things, ("owner", "name"), guarded),
+        )
+        async with pg_engine.begin() as conn:
+            await write.run(conn)
+        stored = await _rows(pg_engine, things)
+        assert stored[old["id"]]["amount"] == 9
+        assert {stored[g["id"]]["body"] for g in guarded} == {"b", "c"}
+        assert await _rows(pg_engine, notes) == {note["id"]: note}
+
+    async def test_a_taken_row_raises_and_nothing_is_written(
+        self, pg_engine: AsyncEngine, tables_pg: tuple[Table, Table]
+    ) -> None:
+        things, notes = tables_pg
+        taken = _thing("a", "taken", 1)
+        async with pg_engine.begin() as conn:
+            await write_rows(conn, {things: [taken]})
+        write = BulkWrite(
+            {notes: [{"id": uuid.uuid4(), "text": "rolled back"}]},
+            (),
+            GuardedInsert(
+                things, ("owner", "name"), [_thing("a", "free", 2), _thing("a", "taken", 3)]
+            ),
+        )
+        with pytest.raises(RowsTaken, match=r"^1 bulk_things_\w+ row"):
+            async with pg_engine.begin() as conn:
+                await write.run(conn)
+        assert await _rows(pg_engine, things) == {
+            taken["id"]: {**taken, "details": None, "body": None}
+        }
+        assert await _rows(pg_engine, notes) == {}
+
+    async def test_sqlite_refuses_a_guard(self, sqlite_url: str) -> None:
+        from payflow.db import create_engine
+
+        engine = create_engine(sqlite_url)
+        metadata = MetaData()
+        table = Table(
+            f"bulk_guard_{uuid.uuid4().hex[:8]}", metadata, Column("id", Uuid, primary_key=True)
+        )
+        write = BulkWrite({}, (), GuardedInsert(table, ("id",), [{"id": uuid.uuid4()}]))
+        try:
+            with pytest.raises(AssertionError, match="PostgreSQL"):
+                async with engine.begin() as conn:
+                    await write.run(conn)
+        finally:
+            await engine.dispose()

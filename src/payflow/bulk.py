@@ -24,6 +24,21 @@ Row = Mapping[str, Any]
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+class RowsTaken(Exception):
+    """Raised after a write whose guarded insert found some of its rows there already;
+    the caller's transaction must be rolled back (the other writes went out with it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedInsert:
+    """Insert `rows` into `table` unless their `unique` columns are taken; a write with
+    a guard fails with `RowsTaken` if any row was not inserted."""
+
+    table: Table
+    unique: tuple[str, ...]
+    rows: Sequence[Row]
+
+
 @dataclass(frozen=True, slots=True)
 class RowUpdates:
     """Set the other columns of `rows` in the rows of `table` whose `key` matches."""
@@ -103,6 +118,7 @@ class BulkWrite:
 
     inserts: Mapping[Table, Sequence[Row]]
     updates: Sequence[RowUpdates] = ()
+    guard: GuardedInsert | None = None
 
     def _shapes(
         self,
@@ -130,7 +146,26 @@ class BulkWrite:
             arguments += _arrays(conn, table, columns, rows)
         for (_, _, columns), u in zip(update_shapes, updating, strict=True):
             arguments += _arrays(conn, u.table, columns, u.rows)
-        return _write_parts(insert_shapes, update_shapes, first), arguments
+        parts = _write_parts(insert_shapes, update_shapes, first)
+        guard = self.guard
+        if guard is not None and guard.rows:
+            columns = _columns(guard.table, guard.rows)
+            sql = _insert_new_sql(guard.table, columns, guard.unique, None, first + len(arguments))
+            parts += (f"bulk_g AS ({sql})",)
+            arguments += _arrays(conn, guard.table, columns, guard.rows)
+        return parts, arguments
+
+    def result_sql(self) -> str:
+        """PostgreSQL: the query that ends the statement `ctes` begins; its value goes to
+        `check`."""
+        guard = self.guard
+        return "SELECT count(*) FROM bulk_g" if guard is not None and guard.rows else "SELECT 1"
+
+    def check(self, value: Any) -> None:
+        """Raise `RowsTaken` if the guarded insert (`value` rows of it) fell short."""
+        guard = self.guard
+        if guard is not None and guard.rows and value != len(guard.rows):
+            raise RowsTaken(f"{len(guard.rows) - value} {guard.table.name} row(s) taken already")
 
     async def run(self, conn: AsyncConnection) -> None:
         """Write it in the caller's transaction (one statement on PostgreSQL)."""
@@ -138,8 +173,10 @@ class BulkWrite:
             parts, arguments = self.ctes(conn, 1)
             if parts:
                 driver = await driver_connection(conn)
-                await driver.execute("WITH " + ",\n".join(parts) + "\nSELECT 1", *arguments)
+                sql = "WITH " + ",\n".join(parts) + "\n" + self.result_sql()
+                self.check(await driver.fetchval(sql, *arguments))
             return
+        assert self.guard is None, "guarded inserts are for PostgreSQL"
         inserting, updating, _, update_shapes = self._shapes()
         for table, rows in inserting:
             await conn.execute(insert(table), list(rows))
@@ -166,13 +203,14 @@ async def write_rows(
 
 @functools.cache
 def _insert_new_sql(
-    table: Table, columns: tuple[str, ...], unique: tuple[str, ...], key: str
+    table: Table, columns: tuple[str, ...], unique: tuple[str, ...], key: str | None, first: int = 1
 ) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
     conflict = ", ".join(f'"{c}"' for c in unique)
+    returning = f'"{key}"' if key is not None else "1"
     return (
-        f'INSERT INTO "{table.name}" ({names}) SELECT * FROM {_unnest(table, columns, 1)} '
-        f'ON CONFLICT ({conflict}) DO NOTHING RETURNING "{key}"'
+        f'INSERT INTO "{table.name}" ({names}) SELECT * FROM {_unnest(table, columns, first)} '
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
     )
 
 

@@ -236,8 +236,10 @@ class HeldConnections:
         work: Callable[[AsyncConnection], Awaitable[T]],
         *,
         retries_max: int | None = None,
+        keep_on: tuple[type[Exception], ...] = (),
     ) -> T:
-        """`run_in_transaction` on a held connection."""
+        """`run_in_transaction` on a held connection. `keep_on`: errors of the work itself
+        (raised after its transaction was rolled back) that leave the connection sound."""
         conn = self._idle.pop() if self._idle else await self.engine.connect()
 
         async def attempt() -> T:
@@ -246,6 +248,9 @@ class HeldConnections:
 
         try:
             result = await _retrying(attempt, retries_max)
+        except keep_on:
+            self._idle.append(conn)
+            raise
         except BaseException:
             await conn.close()
             raise

@@ -37,6 +37,10 @@ def count_statements(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> It
             sent.append(query)
             return await self._driver.execute(query, *params)
 
+        async def fetchval(self, query: str, *params: Any) -> Any:
+            sent.append(query)
+            return await self._driver.fetchval(query, *params)
+
     real = repository.driver_connection
 
     async def counting(conn: Any) -> CountingDriver:

@@ -29,7 +29,7 @@ from payflow.api.batcher import MicroBatcher
 from payflow.api.idempotency_cache import ReplyCache
 from payflow.api.models import idempotency_keys as table
 from payflow.api.replies import Reply
-from payflow.bulk import RowUpdates, insert_new, write_rows
+from payflow.bulk import GuardedInsert, RowUpdates, insert_new, write_rows
 from payflow.config import Settings
 from payflow.db import is_postgresql, run_in_transaction
 from payflow.errors import PayFlowError
@@ -180,6 +180,10 @@ class IdempotencyStore:
             raise _reused()
         return cached[1]
 
+    def completed(self, done: Sequence[tuple[Claim, KeyRequest, Reply]]) -> GuardedInsert:
+        """`new_completed_keys` with this store's retention."""
+        return new_completed_keys(done, ttl_ns=self._ttl_ns)
+
     async def claims(
         self, conn: AsyncConnection, requests: Sequence[KeyRequest]
     ) -> list[ClaimResult]:
@@ -277,6 +281,33 @@ async def _decide(
         .values(locked_until=fresh["locked_until"])
     )
     return Claim(stored.id, stored.resource_id) if taken.rowcount == 1 else _in_use()
+
+
+def new_completed_keys(
+    done: Sequence[tuple[Claim, KeyRequest, Reply]], *, ttl_ns: int
+) -> GuardedInsert:
+    """Keys stored complete, with their replies, by the transaction of their effect: the
+    insert that a batch makes instead of claiming the keys first (`claim_keys`) and
+    completing the claims after. If any key is taken, the write fails (`RowsTaken`) and
+    the batch is rolled back. In (scope, key) order, as `claim_keys` inserts."""
+    now = now_ns()
+    rows = [
+        {
+            "id": claim.id,
+            "principal": request.scope,
+            "key": request.key,
+            "fingerprint": request.fingerprint,
+            "status": "completed",
+            "resource_id": claim.resource_id,
+            "locked_until": now,
+            "response_status": reply.status,
+            "response_body": reply.encoded(),
+            "created_at": now,
+            "expires_at": now + ttl_ns,
+        }
+        for claim, request, reply in sorted(done, key=lambda d: (d[1].scope, d[1].key))
+    ]
+    return GuardedInsert(table, ("principal", "key"), rows)
 
 
 def claim_completions(done: Sequence[tuple[Claim, Reply]]) -> RowUpdates:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from payflow.api.batcher import MicroBatcher
 from payflow.api.idempotency import Claim, IdempotencyStore, KeyRequest, claim_completions
 from payflow.api.replies import Completion, Reply
-from payflow.bulk import BulkWrite
+from payflow.bulk import BulkWrite, RowsTaken
 from payflow.config import Settings
 from payflow.db import HeldConnections, create_engine, is_postgresql
 from payflow.errors import PayFlowError
@@ -80,10 +80,21 @@ async def _claim(
 async def _apply(
     conn: AsyncConnection, items: list[LedgerWork], keys: IdempotencyStore
 ) -> list[BatchResult]:
+    """Claim the batch's keys, then apply the work of those claimed."""
     # The batch's transaction may be retried: claim on a copy of the list.
     applying, results = await _claim(conn, list(items), keys)
-    replies = iter(await _apply_claimed(conn, applying))
+    replies = iter(await _apply_claimed(conn, applying, keys))
     return [next(replies) if result is None else result for result in results]
+
+
+async def _apply_unclaimed(
+    conn: AsyncConnection, items: list[LedgerWork], keys: IdempotencyStore
+) -> list[BatchResult]:
+    """Apply all the work and insert the new keys already complete, with the write: one
+    statement and one round trip fewer than `_apply`, and no update of each key. Raises
+    `RowsTaken` (the caller rolls back and runs `_apply`) if any key was there already: a
+    replay, a request still in flight elsewhere, a key reused for another request."""
+    return list(await _apply_claimed(conn, items, keys))
 
 
 def _completions(items: list[LedgerWork], outcomes: list[TransferOutcome]) -> list[Completion]:
@@ -101,26 +112,34 @@ def _completions(items: list[LedgerWork], outcomes: list[TransferOutcome]) -> li
     return completions
 
 
-def _rows(items: list[LedgerWork], completions: list[Completion]) -> BulkWrite:
-    """The records, the events and the stored replies of the batch."""
+def _rows(
+    items: list[LedgerWork], completions: list[Completion], keys: IdempotencyStore
+) -> BulkWrite:
+    """The records, the events and the stored replies of the batch: into held claims, or
+    with keys not claimed yet (inserted complete, guarded)."""
     rows_by_table: dict[Table, list[dict[str, Any]]] = defaultdict(list)
     for completion in completions:
         for target, row in completion.inserts:
             rows_by_table[target].append(row)
-    done = [
-        (item.claim, completion.reply)
-        for item, completion in zip(items, completions, strict=True)
-        if item.claim is not None
-    ]
-    return BulkWrite(rows_by_table, [claim_completions(done)])
+    held: list[tuple[Claim, Reply]] = []
+    new: list[tuple[Claim, KeyRequest, Reply]] = []
+    for item, completion in zip(items, completions, strict=True):
+        if item.key is not None:
+            assert item.claim is not None, "work with a key carries its provisional claim"
+            new.append((item.claim, item.key, completion.reply))
+        elif item.claim is not None:
+            held.append((item.claim, completion.reply))
+    return BulkWrite(rows_by_table, [claim_completions(held)], keys.completed(new) if new else None)
 
 
-async def _apply_claimed(conn: AsyncConnection, items: list[LedgerWork]) -> list[Reply]:
+async def _apply_claimed(
+    conn: AsyncConnection, items: list[LedgerWork], keys: IdempotencyStore
+) -> list[Reply]:
     completions: list[Completion] = []
 
     def finish(outcomes: list[TransferOutcome]) -> BulkWrite:
         completions[:] = _completions(items, outcomes)
-        return _rows(items, completions)
+        return _rows(items, completions, keys)
 
     # The batch's rows go out with the ledger's own write statement (on PostgreSQL).
     await create_transfers(conn, [t for item in items for t in item.transfers], with_writes=finish)
@@ -148,15 +167,38 @@ def create_ledger_engine(engine: AsyncEngine, settings: Settings) -> AsyncEngine
     return create_engine(settings=pool, server_settings=KEYED_PLANS)
 
 
+# Batches that claim their keys first after one found a key taken (see below).
+CLAIM_FIRST_AFTER_TAKEN = 64
+
+
 def create_ledger_batcher(
     engine: AsyncEngine, settings: Settings, keys: IdempotencyStore
 ) -> MicroBatcher[LedgerWork, BatchResult]:
     """The process's micro-batcher for money moves (one flusher on SQLite's one writer).
 
-    Each flusher keeps its connection between batches."""
+    Each flusher keeps its connection between batches. On PostgreSQL a batch first
+    inserts its new keys complete with the write (`_apply_unclaimed`); when one is taken,
+    that batch and the next `CLAIM_FIRST_AFTER_TAKEN` claim their keys first (`_apply`),
+    so replays and duplicates cost at most one rolled-back attempt each that many batches.
+    """
     connections = HeldConnections(engine)
+    unclaimed_first = is_postgresql(engine)
+    claims_first = 0  # batches left that claim their keys first
 
     async def flush(items: list[LedgerWork]) -> list[BatchResult]:
+        nonlocal claims_first
+        if claims_first > 0:
+            claims_first -= 1
+        elif unclaimed_first and any(item.key is not None for item in items):
+            try:
+                replies = await connections.run(
+                    lambda conn: _apply_unclaimed(conn, items, keys), keep_on=(RowsTaken,)
+                )
+            except RowsTaken:
+                claims_first = CLAIM_FIRST_AFTER_TAKEN
+            else:
+                outbox_committed()
+                return replies
         replies = await connections.run(lambda conn: _apply(conn, items, keys))
         outbox_committed()
         return replies

@@ -297,9 +297,12 @@ async def write_batch(
         parts, arguments = (
             also.ctes(conn, _PG_WRITE_BATCH_PARAMS + 1) if also is not None else ((), [])
         )
-        sql = ",\n".join((_PG_WRITE_BATCH, *parts)) + "\nSELECT 1"
+        result = also.result_sql() if also is not None else "SELECT 1"
+        sql = ",\n".join((_PG_WRITE_BATCH, *parts)) + "\n" + result
         driver = await driver_connection(conn)
-        await driver.execute(sql, *params, *arguments)
+        value = await driver.fetchval(sql, *params, *arguments)
+        if also is not None:
+            also.check(value)
         return
     await _sqlite_write_batch(
         conn, transfer_rows, account_rows, history_rows, expiry_rows, writes, last_timestamp
