@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -46,8 +47,14 @@ def uuid7_time_ms(value: uuid.UUID) -> int:
 
 def format_public_id(prefix: str, value: uuid.UUID) -> str:
     """`txn_0190…`: a type prefix makes ids readable in logs and stops mix-ups across types."""
-    assert prefix.isalpha() and prefix.islower(), "prefix must be lowercase letters"
+    assert _is_prefix(prefix), "prefix must be lowercase letters"
     return f"{prefix}_{value.hex}"
+
+
+@functools.lru_cache(maxsize=64)
+def _is_prefix(prefix: str) -> bool:
+    # Cached: a few prefixes, checked on every id a reply or an event shows.
+    return prefix.isalpha() and prefix.islower()
 
 
 def parse_public_id(prefix: str, text: str) -> uuid.UUID:

@@ -21,12 +21,16 @@ HOLD_CAPTURED: Final = "hold.captured"
 HOLD_RELEASED: Final = "hold.released"
 
 
-def _with_users(data: dict[str, Any], wallets: dict[uuid.UUID, Wallet]) -> dict[str, Any]:
-    by_public_id = {format_public_id("wal", w.id): w for w in wallets.values()}
-    for side in ("from", "to", "wallet", "payee"):
+def _with_users(
+    data: dict[str, Any], sides: dict[str, uuid.UUID | None], wallets: dict[uuid.UUID, Wallet]
+) -> dict[str, Any]:
+    """`data` with each side's wallet reference (`sides`: the wallet id behind it) given
+    the `user_id` of a wallet in `wallets`; the references are copied, not changed."""
+    for side, wallet_id in sides.items():
         ref = data.get(side)
-        if isinstance(ref, dict) and ref.get("wallet_id") in by_public_id:
-            ref["user_id"] = format_public_id("usr", by_public_id[ref["wallet_id"]].user_id)
+        wallet = wallets.get(wallet_id) if wallet_id is not None else None
+        if isinstance(ref, dict) and wallet is not None:
+            data[side] = {**ref, "user_id": format_public_id("usr", wallet.user_id)}
     return data
 
 
@@ -38,11 +42,8 @@ def transfer_completed(
 ) -> Event:
     """Money has moved: a P2P payment, a top-up or a hold's capture. `view`, when the
     caller has it, is `transfer_view(record, wallets)` (it is copied, not changed)."""
-    if view is None:
-        data = transfer_view(record, wallets)
-    else:
-        data = {k: dict(v) if isinstance(v, dict) else v for k, v in view.items()}
-    data = _with_users(data, wallets)
+    data = dict(view) if view is not None else transfer_view(record, wallets)
+    data = _with_users(data, {"from": record.from_wallet_id, "to": record.to_wallet_id}, wallets)
     return Event(
         id=derived_event_id(record.id, TRANSFER_COMPLETED),
         type=TRANSFER_COMPLETED,
@@ -56,7 +57,8 @@ def transfer_completed(
 def hold_event(event_type: str, hold: Hold, wallets: dict[uuid.UUID, Wallet], *, at: int) -> Event:
     """`hold.created`, `hold.captured` or `hold.released`, with the hold as it now is."""
     assert event_type in (HOLD_CREATED, HOLD_CAPTURED, HOLD_RELEASED), event_type
-    data = _with_users(hold_view(hold, wallets, now_ns=at), wallets)
+    sides = {"wallet": hold.wallet_id, "payee": hold.payee_wallet_id}
+    data = _with_users(hold_view(hold, wallets, now_ns=at), sides, wallets)
     return Event(
         id=derived_event_id(hold.id, event_type),
         type=event_type,
