@@ -259,6 +259,7 @@ class HeldConnections:
 
     @property
     def held(self) -> int:
+        """Connections held between transactions now."""
         return len(self._idle)
 
     async def close(self) -> None:
