@@ -55,9 +55,10 @@ class Settings(BaseSettings):
     api_page_size_max: int = Field(default=100, ge=1, le=1000)
     # The micro-batcher: concurrent money-moving requests share one ledger batch.
     api_batch_size_max: int = Field(default=512, ge=1, le=4095)
-    # How long the first request of a batch may wait for company; 0 = flush as soon as
-    # a flusher is free (batches then grow only while earlier ones are committing).
-    api_batch_wait_ms_max: float = Field(default=0.0, ge=0, le=100)
+    # Under load (the last batch had company), how long a batch's first request may wait
+    # for more; 0 = flush as soon as a flusher is free (batches then grow only while
+    # earlier ones are committing). A request on an idle server never waits.
+    api_batch_wait_ms_max: float = Field(default=1.0, ge=0, le=100)
     # Batches in flight at once per server (SQLite always uses one), split among
     # `payflow api --workers N` (at least one each). Two: while one batch waits for the
     # database, the next one's Python work runs; more, smaller batches cost more CPU

@@ -268,3 +268,26 @@ async def test_wait_s_max_lets_a_batch_gather_company() -> None:
     finally:
         await running.close()
     assert flush.batches == [[1, 2, 3]]
+
+
+async def test_after_a_lone_batch_the_next_item_does_not_wait() -> None:
+    """The linger is for load: on an idle server a request is not held back."""
+    flush = FakeFlush()
+    running = MicroBatcher(flush=flush, size_max=10, concurrency=1, queue_max=100, wait_s_max=0.5)
+    loop = asyncio.get_running_loop()
+    try:
+        # The first batch lingers (no batch before it) but finds no company.
+        assert await running.submit(1) == 10
+        started = loop.time()
+        assert await running.submit(2) == 20
+        assert loop.time() - started < 0.25, "a lone item after a lone batch must not wait"
+        # A batch with company makes the next one linger again.
+        assert await asyncio.gather(*submit_all(running, [3, 4])) == [30, 40]
+        third = asyncio.create_task(running.submit(5))
+        await settle()
+        assert flush.batches[-1] == [3, 4], "the next batch waits for company"
+        later = submit_all(running, [6])
+        assert await asyncio.gather(third, *later) == [50, 60]
+    finally:
+        await running.close()
+    assert flush.batches == [[1], [2], [3, 4], [5, 6]]

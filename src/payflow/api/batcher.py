@@ -3,7 +3,9 @@ still getting its own result.
 
 Batches form by themselves under load: a flush starts as soon as a flusher is free and
 takes everything queued (up to `size_max`), so while one batch commits the next one
-fills. `wait_s_max` optionally lets the first item wait a little longer for company.
+fills. Under load, `wait_s_max` lets a batch's first item wait a little longer for
+company (the clients just answered send their next requests); a batch after one that
+went alone does not wait, so a request on an idle server is not held back.
 Everything is bounded: batch size, flushes in flight, queue length (beyond it, callers
 get 503 at once instead of queueing without end).
 """
@@ -57,6 +59,9 @@ class MicroBatcher(Generic[T, R]):
         self._slots = asyncio.Semaphore(self.concurrency)
         self._flushes: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Whether the last batch had company (or there was none yet): only then does the
+        # next one linger for `wait_s_max`.
+        self._loaded = True
         self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.name}-dispatch")
 
     async def submit(self, item: T) -> R:
@@ -84,9 +89,10 @@ class MicroBatcher(Generic[T, R]):
                 await self._ready.wait()
                 continue
             await self._slots.acquire()
-            if self.wait_s_max > 0 and len(self._queue) < self.size_max:
+            if self.wait_s_max > 0 and self._loaded and len(self._queue) < self.size_max:
                 await asyncio.sleep(self.wait_s_max)
             batch = [self._queue.popleft() for _ in range(min(self.size_max, len(self._queue)))]
+            self._loaded = len(batch) > 1
             if not batch:
                 self._slots.release()
                 continue
