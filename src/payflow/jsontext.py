@@ -16,8 +16,9 @@ import orjson
 
 
 def dumps_compact(value: Any) -> str:
-    """`value` as compact JSON text (`json.dumps` with `separators=(",", ":")`,
-    `ensure_ascii=False`, `allow_nan=False`)."""
+    """`value` as compact JSON text, as `json.dumps` with `separators=(",", ":")` and
+    `ensure_ascii=False` writes it. (A float NaN would differ: orjson writes null where
+    `allow_nan=False` refuses; no payload written here has floats.)"""
     try:
         return orjson.dumps(value).decode()
     except TypeError:

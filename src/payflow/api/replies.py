@@ -23,10 +23,11 @@ class Reply:
 
     def encoded(self) -> str:
         """The body as stored and sent (compact JSON). The body must not change after."""
-        if self._encoded is None:
-            object.__setattr__(self, "_encoded", dumps_compact(self.body))
-        assert self._encoded is not None
-        return self._encoded
+        encoded = self._encoded
+        if encoded is None:
+            encoded = dumps_compact(self.body)
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @classmethod
     def error(cls, error: PayFlowError) -> Reply:
