@@ -24,7 +24,10 @@ WEBHOOK_SETTINGS: dict[str, Any] = {
     # Six attempts within about 1.2 s.
     "webhook_retry_schedule_s": [0.05, 0.1, 0.2, 0.4],
     "webhook_attempts_max": 6,
-    "webhook_timeout_s": 0.5,
+    # Long enough that an answer at once is never timed out on a loaded CI machine (the
+    # receiver, the API and the dispatcher share one event loop), short enough that the
+    # test of a slow receiver does not drag.
+    "webhook_timeout_s": 2.0,
     # Two given-up deliveries in a row disable an endpoint: tests that mean to fail do it
     # on endpoints of their own. The time rule is far off, so that on a loaded machine it
     # never races the count rule (tests/webhooks/test_dispatcher.py covers it).

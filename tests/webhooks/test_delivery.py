@@ -78,9 +78,9 @@ async def test_failed_first_attempts_are_retried_with_the_same_webhook_id(
     asha, ravi = await customer(hooks), await customer(hooks)
     endpoint = await create_endpoint(hooks, ravi, receiver.url, ["transfer.completed"])
     receiver.secrets = [endpoint["secret"]]
-    # A 500, then an answer after PayFlow's 0.5 s timeout (the receiver still processes
+    # A 500, then an answer after PayFlow's 2 s timeout (the receiver still processes
     # it, as a slow receiver would), then a 503: the fourth attempt gets through.
-    receiver.plan(500, Answer(200, delay_s=0.8), 503)
+    receiver.plan(500, Answer(200, delay_s=2.6), 503)
     transfer = await send_money(hooks, asha, ravi, 1200)
     webhook_id = msg_id(endpoint, transfer_event(transfer))
     await receiver.wait_for(lambda r: len(r.requests) >= 4)
