@@ -259,15 +259,17 @@ async def test_wait_s_max_lets_a_batch_gather_company() -> None:
     flush = FakeFlush()
     running = MicroBatcher(flush=flush, size_max=10, concurrency=1, queue_max=100, wait_s_max=0.5)
     try:
-        first = asyncio.create_task(running.submit(1))
+        # Two at once: the server is under load.
+        assert await asyncio.gather(*submit_all(running, [1, 2])) == [10, 20]
+        first = asyncio.create_task(running.submit(3))
         await settle()
-        # The first item's flusher waits for company instead of flushing alone.
-        assert flush.batches == []
-        later = submit_all(running, [2, 3])
-        assert await asyncio.gather(first, *later) == [10, 20, 30]
+        # The next item's flusher waits for company instead of flushing alone.
+        assert flush.batches == [[1, 2]]
+        later = submit_all(running, [4, 5])
+        assert await asyncio.gather(first, *later) == [30, 40, 50]
     finally:
         await running.close()
-    assert flush.batches == [[1, 2, 3]]
+    assert flush.batches == [[1, 2], [3, 4, 5]]
 
 
 async def test_after_a_lone_batch_the_next_item_does_not_wait() -> None:
@@ -276,7 +278,7 @@ async def test_after_a_lone_batch_the_next_item_does_not_wait() -> None:
     running = MicroBatcher(flush=flush, size_max=10, concurrency=1, queue_max=100, wait_s_max=0.5)
     loop = asyncio.get_running_loop()
     try:
-        # The first batch lingers (no batch before it) but finds no company.
+        # The first item is alone in flight: it does not linger.
         assert await running.submit(1) == 10
         started = loop.time()
         assert await running.submit(2) == 20
@@ -291,3 +293,59 @@ async def test_after_a_lone_batch_the_next_item_does_not_wait() -> None:
     finally:
         await running.close()
     assert flush.batches == [[1], [2], [3, 4], [5, 6]]
+
+
+async def test_each_flusher_takes_its_share_of_the_items_in_flight() -> None:
+    """Two flushers split a burst instead of one taking it all while the other idles:
+    each batch's Python work then overlaps the other's time in the database."""
+    flush = FakeFlush()
+    flush.hold()
+    async with batcher(flush, concurrency=2) as running:
+        tasks = submit_all(running, range(20))
+        await settle()
+        assert flush.batches == [list(range(10)), list(range(10, 20))]
+        flush.release()
+        assert await asyncio.gather(*tasks) == [i * 10 for i in range(20)]
+
+
+async def test_the_share_follows_the_recent_peak_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between bursts fewer items are in flight than there are clients (the others are
+    on their way back): the share is taken of the most in flight lately, and it forgets
+    a peak two windows old."""
+    monkeypatch.setattr("payflow.api.batcher.PEAK_WINDOW_S", 0.05)
+    flush = FakeFlush()
+    async with batcher(flush, concurrency=2) as running:
+        flush.hold()
+        first = submit_all(running, range(20))
+        await settle()
+        flush.release()
+        await asyncio.gather(*first)
+        # 20 were in flight a moment ago: the share is still 10.
+        flush.hold()
+        second = submit_all(running, range(100, 116))
+        await settle()
+        assert flush.batches[2:] == [list(range(100, 110)), list(range(110, 116))]
+        flush.release()
+        await asyncio.gather(*second)
+        await asyncio.sleep(0.12)
+        flush.hold()
+        third = submit_all(running, range(200, 216))
+        await settle()
+        assert flush.batches[4:] == [list(range(200, 208)), list(range(208, 216))]
+        flush.release()
+        assert await asyncio.gather(*third) == [i * 10 for i in range(200, 216)]
+
+
+async def test_with_one_flusher_a_batch_takes_everything_queued() -> None:
+    flush = FakeFlush()
+    flush.hold()
+    async with batcher(flush, concurrency=1) as running:
+        first = asyncio.create_task(running.submit(0))
+        await settle()
+        later = submit_all(running, range(1, 30))
+        await settle()
+        flush.release()
+        await asyncio.gather(first, *later)
+    assert flush.batches == [[0], list(range(1, 30))]

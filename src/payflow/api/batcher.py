@@ -2,10 +2,14 @@
 still getting its own result.
 
 Batches form by themselves under load: a flush starts as soon as a flusher is free and
-takes everything queued (up to `size_max`), so while one batch commits the next one
-fills. Under load, `wait_s_max` lets a batch's first item wait a little longer for
-company (the clients just answered send their next requests); a batch after one that
-went alone does not wait, so a request on an idle server is not held back.
+takes what is queued, so while one batch commits the next one fills. With several
+flushers each batch takes at most its flusher's share of the items in flight lately
+(the peak over the last `PEAK_WINDOW_S` or two), so a burst is split between them and
+one batch's work in Python overlaps another's time in the database, instead of one
+flusher taking everything while the others idle. Under load, `wait_s_max` lets a
+batch's first item wait a little longer for company, up to that share (the clients
+just answered send their next requests); a batch after one that went alone does not
+wait, so a request on an idle server is not held back.
 Everything is bounded: batch size, flushes in flight, queue length (beyond it, callers
 get 503 at once instead of queueing without end).
 """
@@ -25,6 +29,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+
+PEAK_WINDOW_S = 0.5
 
 
 @dataclass
@@ -60,8 +66,13 @@ class MicroBatcher(Generic[T, R]):
         self._flushes: set[asyncio.Task[None]] = set()
         self._closed = False
         # Whether the last batch had company (or there was none yet): only then does the
-        # next one linger for `wait_s_max`.
+        # next one linger for `wait_s_max` (and only below its share).
         self._loaded = True
+        # Items in the batches being flushed now; the most in flight (queued or being
+        # flushed) in this window of PEAK_WINDOW_S and in the one before.
+        self._flushing = 0
+        self._peak_now = self._peak_before = 0
+        self._window_started = 0.0
         self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.name}-dispatch")
 
     async def submit(self, item: T) -> R:
@@ -89,16 +100,31 @@ class MicroBatcher(Generic[T, R]):
                 await self._ready.wait()
                 continue
             await self._slots.acquire()
-            if self.wait_s_max > 0 and self._loaded and len(self._queue) < self.size_max:
+            if self.wait_s_max > 0 and self._loaded and len(self._queue) < self._share():
                 await asyncio.sleep(self.wait_s_max)
-            batch = [self._queue.popleft() for _ in range(min(self.size_max, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(self._share(), len(self._queue)))]
             self._loaded = len(batch) > 1
             if not batch:
                 self._slots.release()
                 continue
+            self._flushing += len(batch)
             task = asyncio.create_task(self._flush(batch), name=f"{self.name}-flush")
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
+
+    def _share(self) -> int:
+        """The most the next batch takes: its flusher's share of the most items in flight
+        (queued and being flushed) lately, within `size_max`."""
+        now = asyncio.get_running_loop().time()
+        elapsed = now - self._window_started
+        if elapsed >= PEAK_WINDOW_S:
+            # The window that just ended is remembered if it was the one before now.
+            self._peak_before = self._peak_now if elapsed < 2 * PEAK_WINDOW_S else 0
+            self._peak_now = 0
+            self._window_started = now
+        self._peak_now = max(self._peak_now, len(self._queue) + self._flushing)
+        peak = max(self._peak_now, self._peak_before)
+        return min(self.size_max, -(-peak // self.concurrency))
 
     async def _flush(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
@@ -120,6 +146,7 @@ class MicroBatcher(Generic[T, R]):
                 future.cancel()
             raise
         finally:
+            self._flushing -= len(batch)
             self._slots.release()
 
     async def close(self) -> None:
