@@ -58,6 +58,10 @@ async def start_server(
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # Longer than the test client's keep-alive expiry (httpx: 5 s, as uvicorn's
+        # default): otherwise the server may close an idle connection just as the client
+        # sends on it, and the request fails with a ReadError (seen in CI).
+        timeout_keep_alive=60,
     )
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())

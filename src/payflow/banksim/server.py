@@ -21,6 +21,9 @@ def _uvicorn_config(config: BankSimConfig, *, log_level: str) -> uvicorn.Config:
         lifespan="on",
         # Held (timed-out) credits are cut short on shutdown; the next start finishes them.
         timeout_graceful_shutdown=1,
+        # Idle connections are kept longer than clients keep them (httpx: 5 s, uvicorn's
+        # default too), so a client never sends on a connection the bank is closing.
+        timeout_keep_alive=60,
     )
 
 
