@@ -36,9 +36,6 @@ idempotency_keys = Table(
     Column("expires_at", BigInteger, nullable=False),
     UniqueConstraint("principal", "key", name="api_idempotency_keys_principal_key"),
     CheckConstraint("status IN ('in_flight', 'completed')", name="status_known"),
-    # Room beside each claim for its reply, written in the claim's own transaction: the
-    # update then stays on the page and writes no index entry (migration 0010).
-    postgresql_with={"fillfactor": 30},
 )
 
 Index("api_idempotency_keys_expires", idempotency_keys.c.expires_at)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    text,
 )
 
 metadata = MetaData()
@@ -72,8 +73,15 @@ transfers = Table(
         "(pending_id IS NULL) = ((flags & 12) = 0)", name="pending_id_iff_post_or_void"
     ),
     CheckConstraint("timeout_s >= 0", name="timeout_not_negative"),
-    # One resolution per pending transfer: never both posted and voided.
-    Index("ledger_transfers_pending_id_key", "pending_id", unique=True),
+    # One resolution per pending transfer: never both posted and voided. Only resolutions
+    # have a pending_id, and only they are in the index (migration 0011).
+    Index(
+        "ledger_transfers_pending_id_key",
+        "pending_id",
+        unique=True,
+        postgresql_where=text("pending_id IS NOT NULL"),
+        sqlite_where=text("pending_id IS NOT NULL"),
+    ),
     Index("ledger_transfers_debit_account", "debit_account_id", "timestamp"),
     Index("ledger_transfers_credit_account", "credit_account_id", "timestamp"),
 )
