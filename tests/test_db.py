@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from payflow.db import (
@@ -208,6 +210,176 @@ class TestHeldConnections:
             assert await held.run(lambda conn: _one(conn)) == 1
         finally:
             await held.close()
+
+
+class TestBeginAhead:
+    """`HeldConnections(begin_ahead=…)` on PostgreSQL: transactions on the driver, the
+    next one begun with the commit; never an effect before its commit, never a pooled
+    connection left in a transaction."""
+
+    @pytest.fixture
+    async def probe(self, pg_engine: AsyncEngine) -> AsyncIterator[str]:
+        table = f"ahead_{uuid.uuid4().hex[:8]}"
+        async with pg_engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {table} (v int)"))
+        yield table
+        async with pg_engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE {table}"))
+
+    @staticmethod
+    async def _count(engine: AsyncEngine, table: str) -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+    @staticmethod
+    async def _state(engine: AsyncEngine, pid: object) -> str:
+        async with engine.connect() as conn:
+            return str(
+                (
+                    await conn.execute(
+                        text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                    )
+                ).scalar_one()
+            )
+
+    async def test_each_transaction_commits_before_run_returns(
+        self, pg_engine: AsyncEngine, probe: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("payflow.db.BEGUN_IDLE_S", 0.2)
+        held = HeldConnections(pg_engine, begin_ahead=lambda: True)
+
+        async def insert(conn: AsyncConnection) -> object:
+            driver = await driver_connection(conn)
+            await driver.execute(f"INSERT INTO {probe} VALUES (1)")
+            await conn.execute(text(f"INSERT INTO {probe} VALUES (2)"))
+            return await _backend_pid(conn)
+
+        try:
+            pid = await held.run(insert)
+            assert await self._count(pg_engine, probe) == 2
+            # The next transaction is begun already, empty.
+            assert await self._state(pg_engine, pid) == "idle in transaction"
+            assert await held.run(insert) == pid
+            assert await self._count(pg_engine, probe) == 4
+            # Left alone, the empty transaction is rolled back.
+            await asyncio.sleep(0.5)
+            assert await self._state(pg_engine, pid) == "idle"
+            assert held.held == 1
+            assert await held.run(insert) == pid
+            assert await self._count(pg_engine, probe) == 6
+        finally:
+            await held.close()
+        assert held.held == 0
+
+    async def test_without_load_nothing_is_begun_ahead(
+        self, pg_engine: AsyncEngine, probe: str
+    ) -> None:
+        held = HeldConnections(pg_engine, begin_ahead=lambda: False)
+        try:
+            pid = await held.run(_backend_pid)
+            assert await self._state(pg_engine, pid) == "idle"
+        finally:
+            await held.close()
+
+    async def test_a_failed_transaction_is_rolled_back_and_the_connection_kept(
+        self, pg_engine: AsyncEngine, probe: str
+    ) -> None:
+        held = HeldConnections(pg_engine, begin_ahead=lambda: True)
+
+        async def fail(conn: AsyncConnection) -> None:
+            await conn.execute(text(f"INSERT INTO {probe} VALUES (1)"))
+            raise LookupError("after the insert")
+
+        async def fail_in_the_database(conn: AsyncConnection) -> None:
+            await conn.execute(text(f"INSERT INTO {probe} VALUES (1)"))
+            await conn.execute(text("SELECT 1 / 0"))
+
+        try:
+            await held.run(_backend_pid)  # begins the next one ahead
+            with pytest.raises(LookupError):
+                await held.run(fail, keep_on=(LookupError,))
+            assert held.held == 1
+            with pytest.raises(DBAPIError):
+                await held.run(fail_in_the_database)
+            assert held.held == 0
+            assert await self._count(pg_engine, probe) == 0
+            pid = await held.run(_backend_pid)
+            assert await self._state(pg_engine, pid) == "idle in transaction"
+        finally:
+            await held.close()
+        assert await self._count(pg_engine, probe) == 0
+
+    async def test_conflicts_are_retried_in_a_new_transaction(
+        self, pg_engine: AsyncEngine, probe: str
+    ) -> None:
+        held = HeldConnections(pg_engine, begin_ahead=lambda: True)
+        attempts = 0
+
+        async def work(conn: AsyncConnection) -> None:
+            nonlocal attempts
+            attempts += 1
+            await conn.execute(text(f"INSERT INTO {probe} VALUES (:n)"), {"n": attempts})
+            if attempts < 3:
+                raise Conflict("try again")
+
+        try:
+            await held.run(work, retries_max=5)
+        finally:
+            await held.close()
+        async with pg_engine.connect() as conn:
+            rows = (await conn.execute(text(f"SELECT v FROM {probe}"))).scalars().all()
+        assert rows == [3]
+
+    async def test_a_cancelled_transaction_never_goes_back_to_the_pool_open(
+        self, pg_engine: AsyncEngine, probe: str
+    ) -> None:
+        held = HeldConnections(pg_engine, begin_ahead=lambda: True)
+        before = _checked_out(pg_engine)
+        started = asyncio.Event()
+        pids: list[object] = []
+
+        async def slow(conn: AsyncConnection) -> None:
+            pids.append(await _backend_pid(conn))
+            await conn.execute(text(f"INSERT INTO {probe} VALUES (1)"))
+            started.set()
+            await conn.execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(held.run(slow))
+        await started.wait()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert held.held == 0
+        assert _checked_out(pg_engine) == before
+        # Its session is gone (discarded, not pooled mid-transaction): the insert with it.
+        async with pg_engine.connect() as conn:
+            for _ in range(50):
+                alive = (
+                    await conn.execute(
+                        text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                        {"pid": pids[0]},
+                    )
+                ).scalar_one()
+                if not alive:
+                    break
+                await asyncio.sleep(0.1)
+        assert alive == 0
+        assert await self._count(pg_engine, probe) == 0
+        try:
+            assert await held.run(lambda conn: _one(conn)) == 1
+        finally:
+            await held.close()
+
+    async def test_close_ends_a_transaction_begun_ahead(
+        self, pg_engine: AsyncEngine, probe: str
+    ) -> None:
+        held = HeldConnections(pg_engine, begin_ahead=lambda: True)
+        pid = await held.run(_backend_pid)
+        assert await self._state(pg_engine, pid) == "idle in transaction"
+        await held.close()
+        # Back in the pool, out of any transaction.
+        assert await self._state(pg_engine, pid) == "idle"
 
 
 async def _connection_of(conn: AsyncConnection) -> object:

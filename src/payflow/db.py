@@ -223,13 +223,29 @@ class HeldConnections:
     runs short transactions back to back (the API's ledger batches): a pool checkout and
     return cost more CPU than a small batch's own statements.
 
+    With `begin_ahead` (PostgreSQL), the transactions are begun and ended on the driver
+    (SQLAlchemy's connection is in autocommit and sends neither): when `begin_ahead()`
+    says another transaction follows soon, a commit sends `COMMIT; BEGIN` in one round
+    trip, and the next transaction starts with its first statement. A connection left
+    idle in such an empty transaction (it has no snapshot and no transaction id yet) has
+    it rolled back after `BEGUN_IDLE_S`.
+
     A connection goes back to the pool (and is discarded there if it is broken) when a
-    transaction on it fails for good or is cancelled, and all of them on `close`.
+    transaction on it fails for good or is cancelled, and all of them on `close`; one
+    whose transaction on the driver could not be ended is discarded, never pooled.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, begin_ahead: Callable[[], bool] | None = None):
         self.engine = engine
         self._idle: list[AsyncConnection] = []
+        self._begin_ahead = begin_ahead if is_postgresql(engine) else None
+        self._ending: set[asyncio.Task[None]] = set()
+
+    async def _connect(self) -> AsyncConnection:
+        conn = await self.engine.connect()
+        if self._begin_ahead is not None:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
 
     async def run(
         self,
@@ -240,22 +256,78 @@ class HeldConnections:
     ) -> T:
         """`run_in_transaction` on a held connection. `keep_on`: errors of the work itself
         (raised after its transaction was rolled back) that leave the connection sound."""
-        conn = self._idle.pop() if self._idle else await self.engine.connect()
+        conn = self._idle.pop() if self._idle else await self._connect()
 
         async def attempt() -> T:
             async with conn.begin():
                 return await work(conn)
 
         try:
-            result = await _retrying(attempt, retries_max)
+            result = await _retrying(
+                attempt if self._begin_ahead is None else lambda: self._on_driver(conn, work),
+                retries_max,
+            )
         except keep_on:
             self._idle.append(conn)
             raise
         except BaseException:
-            await conn.close()
+            await self._discard(conn)
             raise
         self._idle.append(conn)
         return result
+
+    async def _on_driver(
+        self, conn: AsyncConnection, work: Callable[[AsyncConnection], Awaitable[T]]
+    ) -> T:
+        assert self._begin_ahead is not None
+        driver = _driver_of(conn)
+        if not driver.is_in_transaction():
+            await driver.execute("BEGIN")
+        try:
+            # SQLAlchemy's transaction only marks the work's bounds (ledger statements ask
+            # whether they are the first of theirs); in autocommit it sends nothing.
+            async with conn.begin():
+                result = await work(conn)
+        except Exception:
+            await driver.execute("ROLLBACK")
+            raise
+        if self._begin_ahead():
+            await driver.execute("COMMIT; BEGIN")
+            loop = asyncio.get_running_loop()
+            conn.info[_BEGUN_AHEAD_AT] = loop.time()
+            loop.call_later(BEGUN_IDLE_S, self._end_if_idle, conn)
+        else:
+            await driver.execute("COMMIT")
+        return result
+
+    def _end_if_idle(self, conn: AsyncConnection) -> None:
+        """Roll back the empty transaction of a connection nobody took since it was begun."""
+        if conn not in self._idle or not _driver_of(conn).is_in_transaction():
+            return
+        idle_s = asyncio.get_running_loop().time() - conn.info.get(_BEGUN_AHEAD_AT, 0.0)
+        if idle_s < BEGUN_IDLE_S * 0.9:
+            return  # taken and begun ahead again since: that commit's own timer ends it
+        self._idle.remove(conn)
+
+        async def end() -> None:
+            try:
+                await _driver_of(conn).execute("ROLLBACK")
+            except BaseException:
+                await self._discard(conn)
+                raise
+            self._idle.append(conn)
+
+        task = asyncio.create_task(end())
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def _discard(self, conn: AsyncConnection) -> None:
+        if self._begin_ahead is not None and not conn.closed:
+            driver = _driver_of(conn)
+            if not driver.is_closed() and driver.is_in_transaction():
+                # The pool's reset would not end a transaction begun on the driver.
+                await conn.invalidate()
+        await conn.close()
 
     @property
     def held(self) -> int:
@@ -263,6 +335,26 @@ class HeldConnections:
         return len(self._idle)
 
     async def close(self) -> None:
+        if self._ending:
+            await asyncio.gather(*self._ending, return_exceptions=True)
         idle, self._idle = self._idle, []
         for conn in idle:
+            if self._begin_ahead is not None and _driver_of(conn).is_in_transaction():
+                try:
+                    await _driver_of(conn).execute("ROLLBACK")
+                except Exception:
+                    await self._discard(conn)
+                    continue
             await conn.close()
+
+
+# How long a held connection may sit in a transaction begun ahead before it is ended.
+BEGUN_IDLE_S = 1.0
+_BEGUN_AHEAD_AT = "payflow_begun_ahead_at"
+
+
+def _driver_of(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under a connected `conn` (no transaction is begun)."""
+    sync = conn.sync_connection
+    assert sync is not None, "connection is closed"
+    return sync.connection.driver_connection

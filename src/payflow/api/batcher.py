@@ -75,6 +75,12 @@ class MicroBatcher(Generic[T, R]):
         self._window_started = 0.0
         self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.name}-dispatch")
 
+    @property
+    def loaded(self) -> bool:
+        """Whether more batches are likely soon: items are waiting, or the last batch had
+        company."""
+        return bool(self._queue) or self._loaded
+
     async def submit(self, item: T) -> R:
         """Queue `item` for the next batch and wait for its own result."""
         if self._closed:

@@ -181,7 +181,9 @@ def create_ledger_batcher(
     that batch and the next `CLAIM_FIRST_AFTER_TAKEN` claim their keys first (`_apply`),
     so replays and duplicates cost at most one rolled-back attempt each that many batches.
     """
-    connections = HeldConnections(engine)
+    batcher: MicroBatcher[LedgerWork, BatchResult] | None = None
+    # Under load a batch's commit begins the next batch's transaction.
+    connections = HeldConnections(engine, begin_ahead=lambda: bool(batcher and batcher.loaded))
     unclaimed_first = is_postgresql(engine)
     claims_first = 0  # batches left that claim their keys first
 
@@ -203,7 +205,7 @@ def create_ledger_batcher(
         outbox_committed()
         return replies
 
-    return MicroBatcher(
+    batcher = MicroBatcher(
         flush=flush,
         size_max=settings.api_batch_size_max,
         concurrency=settings.api_batch_concurrency if is_postgresql(engine) else 1,
@@ -212,3 +214,4 @@ def create_ledger_batcher(
         name="ledger",
         on_close=connections.close,
     )
+    return batcher
