@@ -323,10 +323,15 @@ class HeldConnections:
 
     async def _discard(self, conn: AsyncConnection) -> None:
         if self._begin_ahead is not None and not conn.closed:
-            driver = _driver_of(conn)
-            if not driver.is_closed() and driver.is_in_transaction():
+            try:
+                driver = _driver_of(conn)
+                in_transaction = not driver.is_closed() and driver.is_in_transaction()
+            except Exception:
+                in_transaction = True  # unknown: never pool it
+            if in_transaction:
                 # The pool's reset would not end a transaction begun on the driver.
-                await conn.invalidate()
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
         await conn.close()
 
     @property
