@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -198,12 +199,7 @@ class TestHeldConnections:
             started.set()
             await conn.execute(text("SELECT pg_sleep(5)"))
 
-        task = asyncio.create_task(held.run(slow))
-        await started.wait()
-        await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _cancel_once_started(held.run(slow), started)
         assert held.held == 0
         assert _checked_out(pg_engine) == before
         try:
@@ -344,12 +340,7 @@ class TestBeginAhead:
             started.set()
             await conn.execute(text("SELECT pg_sleep(5)"))
 
-        task = asyncio.create_task(held.run(slow))
-        await started.wait()
-        await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _cancel_once_started(held.run(slow), started)
         assert held.held == 0
         assert _checked_out(pg_engine) == before
         # Its session is gone (discarded, not pooled mid-transaction): the insert with it.
@@ -380,6 +371,16 @@ class TestBeginAhead:
         await held.close()
         # Back in the pool, out of any transaction.
         assert await self._state(pg_engine, pid) == "idle"
+
+
+async def _cancel_once_started(running: Coroutine[Any, Any, Any], started: asyncio.Event) -> None:
+    """Run `running`, cancel it once `started` is set (mid-statement), expect the cancel."""
+    task = asyncio.create_task(running)
+    await started.wait()
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def _connection_of(conn: AsyncConnection) -> object:
