@@ -336,16 +336,3 @@ async def test_the_share_follows_the_recent_peak_in_flight(
         assert flush.batches[4:] == [list(range(200, 208)), list(range(208, 216))]
         flush.release()
         assert await asyncio.gather(*third) == [i * 10 for i in range(200, 216)]
-
-
-async def test_with_one_flusher_a_batch_takes_everything_queued() -> None:
-    flush = FakeFlush()
-    flush.hold()
-    async with batcher(flush, concurrency=1) as running:
-        first = asyncio.create_task(running.submit(0))
-        await settle()
-        later = submit_all(running, range(1, 30))
-        await settle()
-        flush.release()
-        await asyncio.gather(first, *later)
-    assert flush.batches == [[0], list(range(1, 30))]
